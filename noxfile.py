@@ -1,0 +1,58 @@
+"""The test matrix: one virtualenv per Keras backend, plus lint.
+
+Usage::
+
+    nox                                          # every backend's tests, then lint
+    nox -s "tests(backend='jax')" -- -k golden   # one backend; args after -- go to pytest
+    nox -s golden                                # regenerate tests/golden (under JAX)
+"""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.error_on_missing_interpreters = True
+
+# What each backend's venv installs, in order. torch comes first and pinned, as a
+# CPU wheel; the package's `torch` extra is then already satisfied.
+BACKENDS = {
+    "tensorflow": [".[tensorflow-cpu,test]"],
+    "jax": [".[jax,test]"],
+    "torch": ["torch==2.13.0", ".[torch,test]"],
+}
+
+CHECK_BACKEND = """
+import sys, keras
+got = keras.backend.backend()
+print(f"keras {keras.__version__} running backend {got!r}")
+sys.exit(0 if got == sys.argv[1] else f"asked for {sys.argv[1]!r}, Keras runs {got!r}")
+"""
+
+
+def _install_backend(session, backend):
+    for requirement in BACKENDS[backend]:
+        session.install(requirement)
+    session.env["KERAS_BACKEND"] = backend
+    session.run("python", "-c", CHECK_BACKEND, backend)
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def tests(session, backend):
+    """Runs the test suite under one backend."""
+    _install_backend(session, backend)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    """ruff check and ruff format --check."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def golden(session):
+    """Regenerates tests/golden; args after -- name the models (default: all)."""
+    _install_backend(session, "jax")
+    session.run("python", "scripts/make_golden.py", *session.posargs)

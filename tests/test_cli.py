@@ -1,0 +1,49 @@
+"""The command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+
+from zoo.cli import main
+
+
+def test_list_and_wildcard(capsys):
+    assert main(["list", "*regression"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "linear_regression",
+        "logistic_regression",
+        "softmax_regression",
+    ]
+
+
+def test_describe_prints_json(capsys):
+    assert main(["describe", "mnist_mlp"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["params"] == 55_050
+    assert described["builder"] == "zoo.models.mlp.mlp"
+
+
+def test_unknown_name_is_a_one_line_error(capsys):
+    assert main(["summary", "mnist_mpl"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'mnist_mlp'" in err
+
+
+def test_backend_flag_takes_effect_before_keras_is_imported():
+    """`python -m zoo --backend B` runs under B even with KERAS_BACKEND unset."""
+    backend = keras.backend.backend()
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "--backend", backend, "summary", "mnist_mlp"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"backend: {backend}, parameters: 55,050" in result.stdout
+    assert "mnist_model" in result.stdout

@@ -1,0 +1,1 @@
+"""Custom layers, registered as serializable under the package name "zoo"."""
