@@ -5,6 +5,7 @@ Usage::
     nox                                          # every backend's tests, then lint
     nox -s "tests(backend='jax')" -- -k golden   # one backend; args after -- go to pytest
     nox -s golden                                # regenerate tests/golden (under JAX)
+    nox -s docs                                  # regenerate docs/models (needs graphviz)
 """
 
 import nox
@@ -49,6 +50,13 @@ def lint(session):
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session):
+    """Regenerates docs/models/*.md, their diagrams and docs/index.md (needs graphviz)."""
+    _install_backend(session, "jax")
+    session.run("python", "scripts/build_docs.py", *session.posargs)
 
 
 @nox.session

@@ -184,7 +184,7 @@ def test_register_rejects_builders_without_plain_keywords(scratch_registry):
         zoo.register("star_args", builder, params=1, section="s", summary="s")
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     input_dim=st.integers(1, 20),
     hidden=st.lists(st.integers(1, 16), max_size=3),

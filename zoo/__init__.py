@@ -24,7 +24,25 @@ _EXPORTS = {
     "describe": "zoo.registry",
     "list_models": "zoo.registry",
     "register": "zoo.registry",
+    "check_inputs": "zoo.utils",
+    "feature_extractor": "zoo.utils",
     "mlp": "zoo.models.mlp",
+    "conv_encoder": "zoo.models.autoencoder",
+    "conv_decoder": "zoo.models.autoencoder",
+    "conv_autoencoder": "zoo.models.autoencoder",
+    "extract_encoder": "zoo.models.autoencoder",
+    "ensemble": "zoo.models.ensemble",
+    "ticket_router": "zoo.models.ticket_router",
+    "compile_ticket_router": "zoo.models.ticket_router",
+    "toy_resnet": "zoo.models.resnet",
+    "shared_embedding": "zoo.models.text",
+    "text_pair_classifier": "zoo.models.text",
+    "two_branch_regressor": "zoo.models.multi_input",
+    "lstm_classifier": "zoo.models.recurrent",
+    "custom_rnn_classifier": "zoo.models.recurrent",
+    "mixed_api_rnn": "zoo.models.recurrent",
+    "custom_dense_model": "zoo.models.recurrent",
+    "vgg19_features": "zoo.models.vgg",
     "linear_regression": "zoo.models.regression",
     "logistic_regression": "zoo.models.regression",
     "softmax_regression": "zoo.models.regression",
@@ -33,20 +51,57 @@ _EXPORTS = {
 __all__ = [
     "ModelSpec",
     "__version__",
+    "check_inputs",
+    "compile_ticket_router",
+    "conv_autoencoder",
+    "conv_decoder",
+    "conv_encoder",
     "create",
+    "custom_dense_model",
+    "custom_rnn_classifier",
     "describe",
+    "ensemble",
+    "extract_encoder",
+    "feature_extractor",
     "linear_regression",
     "list_models",
     "logistic_regression",
+    "lstm_classifier",
+    "mixed_api_rnn",
     "mlp",
     "register",
+    "shared_embedding",
     "softmax_regression",
+    "text_pair_classifier",
+    "ticket_router",
+    "toy_resnet",
+    "two_branch_regressor",
+    "vgg19_features",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these
+    from zoo.models.autoencoder import (
+        conv_autoencoder,
+        conv_decoder,
+        conv_encoder,
+        extract_encoder,
+    )
+    from zoo.models.ensemble import ensemble
     from zoo.models.mlp import mlp
+    from zoo.models.multi_input import two_branch_regressor
+    from zoo.models.recurrent import (
+        custom_dense_model,
+        custom_rnn_classifier,
+        lstm_classifier,
+        mixed_api_rnn,
+    )
     from zoo.models.regression import linear_regression, logistic_regression, softmax_regression
+    from zoo.models.resnet import toy_resnet
+    from zoo.models.text import shared_embedding, text_pair_classifier
+    from zoo.models.ticket_router import compile_ticket_router, ticket_router
+    from zoo.models.vgg import vgg19_features
     from zoo.registry import ModelSpec, create, describe, list_models, register
+    from zoo.utils import check_inputs, feature_extractor
 
 
 def __getattr__(name: str):

@@ -32,9 +32,11 @@ class ModelSpec:
         params: the expected total parameter count at the default config.
         section: the seed section (guide or tutorial) this model reproduces.
         summary: one line saying what the model is.
-        sample_inputs: optional ``f(batch_size, rng) -> inputs`` giving valid
+        sample_inputs: optional ``f(model, batch_size, rng) -> inputs`` giving valid
             example inputs, for models whose inputs need values in a range the
             generic sampler in ``zoo.testing`` cannot guess.
+        golden_overrides: config overrides for the golden files, to keep them small
+            for large models (e.g. a smaller vocabulary); the same architecture.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelSpec:
     section: str
     summary: str
     sample_inputs: Callable[..., Any] | None = field(default=None, repr=False)
+    golden_overrides: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def builder_name(self) -> str:
@@ -62,6 +65,11 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+
+
+def _load_builtin_models() -> None:
+    """Imports the built-in model families (which register themselves) on first use."""
+    import zoo.models  # noqa: F401
 
 
 def _builder_defaults(builder: Callable) -> dict[str, Any]:
@@ -83,6 +91,7 @@ def register(
     summary: str,
     config: Mapping[str, Any] | None = None,
     sample_inputs: Callable[..., Any] | None = None,
+    golden_overrides: Mapping[str, Any] | None = None,
 ):
     """Registers ``name`` as ``builder`` with a default config.
 
@@ -98,7 +107,8 @@ def register(
         summary: one line saying what the model is.
         config: keyword arguments that make this variant; the builder's own
             defaults fill in the rest.
-        sample_inputs: optional ``f(batch_size, rng) -> inputs`` for the harness.
+        sample_inputs: optional ``f(model, batch_size, rng) -> inputs`` for the harness.
+        golden_overrides: config overrides used for the golden files only.
 
     Example:
         >>> import zoo
@@ -114,7 +124,7 @@ def register(
             raise ValueError(f"name {name!r} is already registered")
         defaults = _builder_defaults(fn)
         variant = dict(config or {})
-        unknown = sorted(set(variant) - set(defaults))
+        unknown = sorted((set(variant) | set(golden_overrides or {})) - set(defaults))
         if unknown:
             raise ValueError(
                 f"config for {name!r} has unknown keys {unknown}; "
@@ -128,6 +138,7 @@ def register(
             section=section,
             summary=summary,
             sample_inputs=sample_inputs,
+            golden_overrides=types.MappingProxyType(dict(golden_overrides or {})),
         )
         return fn
 
@@ -145,6 +156,7 @@ def list_models(pattern: str | None = None) -> list[str]:
         >>> zoo.list_models("*regression")
         ['linear_regression', 'logistic_regression', 'softmax_regression']
     """
+    _load_builtin_models()
     names = sorted(_REGISTRY)
     if pattern is None:
         return names
@@ -155,6 +167,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def get_spec(name: str) -> ModelSpec:
     """Returns the ``ModelSpec`` of a registered name, or raises ``ValueError``."""
+    _load_builtin_models()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

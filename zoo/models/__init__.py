@@ -1,3 +1,14 @@
 """Model families: importing this package registers every named variant."""
 
-from zoo.models import mlp, regression  # noqa: F401  (registers the variants)
+from zoo.models import (  # noqa: F401  (each module registers its variants)
+    autoencoder,
+    ensemble,
+    mlp,
+    multi_input,
+    recurrent,
+    regression,
+    resnet,
+    text,
+    ticket_router,
+    vgg,
+)
