@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import zoo
+from zoo._io import atomic_write
 from zoo.plotting import plot
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -42,9 +42,7 @@ def _summary_text(model) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def model_page(name: str) -> str:

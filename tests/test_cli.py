@@ -47,3 +47,19 @@ def test_backend_flag_takes_effect_before_keras_is_imported():
     assert result.returncode == 0, result.stderr
     assert f"backend: {backend}, parameters: 55,050" in result.stdout
     assert "mnist_model" in result.stdout
+
+
+def test_console_script_is_installed():
+    """`pip install` puts a `zoo` command beside the interpreter."""
+    import pathlib
+
+    script = pathlib.Path(sys.executable).parent / "zoo"
+    assert script.exists(), f"no console script at {script}"
+    result = subprocess.run(
+        [str(script), "--backend", keras.backend.backend(), "list", "mnist_*"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "mnist_mlp"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import keras
 
+from zoo._io import atomic_write
+
 INSTALL_HINT = (
     "plotting needs pydot (pip install 'keras-model-zoo[plot]') and Graphviz's "
     "'dot' program (apt-get install graphviz, brew install graphviz, or "
@@ -45,18 +47,14 @@ def plot(model, path: str | os.PathLike, show_shapes: bool = True, dpi: int = 72
         from zoo.registry import create
 
         model = create(model)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        keras.utils.plot_model(
+    return atomic_write(
+        path,
+        lambda tmp: keras.utils.plot_model(
             model,
             to_file=str(tmp),
             show_shapes=show_shapes,
             show_layer_names=True,
             expand_nested=True,
             dpi=dpi,
-        )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        ),
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo._io import atomic_write
 from zoo.registry import get_spec
 
 __all__ = [
@@ -324,15 +325,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _savez(path: Path, arrays: dict) -> None:
     with open(path, "wb") as f:  # a file object, so numpy adds no ".npz" to the name
         np.savez(f, **arrays)
@@ -355,14 +347,8 @@ def write_golden(name: str, directory: str | os.PathLike) -> dict:
     arrays.update({f"y/{i}": v for i, v in enumerate(outputs)})
     model_path = directory / f"{name}.keras"
     data_path = directory / f"{name}.npz"
-    # keras adds ".keras" only if missing, so write to a temp name that ends in it.
-    tmp_model = directory / f".{name}.tmp.keras"
-    try:
-        model.save(tmp_model)
-        os.replace(tmp_model, model_path)
-    finally:
-        tmp_model.unlink(missing_ok=True)
-    _atomic_write(data_path, lambda p: _savez(p, arrays))
+    atomic_write(model_path, model.save)
+    atomic_write(data_path, lambda p: _savez(p, arrays))
     return {
         "params": model.count_params(),
         "inputs": sorted(inputs),
@@ -396,4 +382,4 @@ def write_manifest(directory: str | os.PathLike, entries: dict) -> None:
         "models": entries,
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / "MANIFEST.json", lambda p: p.write_text(text))
+    atomic_write(directory / "MANIFEST.json", lambda p: p.write_text(text))
