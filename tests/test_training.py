@@ -200,3 +200,31 @@ def test_study_hours_recipe_fits_the_tutorials_line(tmp_path):
     assert 95 < prediction < 110, prediction  # the data rise ~10.5 points per hour
     assert metrics["test_loss"] < 10
     assert training.recipe_for("linear_regression").validation_split == 0
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_the_cli_says_how_to_resume(tmp_path, monkeypatch):
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 3:
+                raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train("mnist_mlp", epochs=3, out=run, verbose=0, callbacks=[CtrlC()])
+    assert (run / "checkpoint" / "training_metadata.json").exists()
+    assert json.loads((run / "checkpoint" / "training_metadata.json").read_text())["epoch"] == 1
+    assert not (run / "metrics.json").exists() and not list(run.glob(".*tmp*"))
+    resumed = train("mnist_mlp", epochs=3, out=run, verbose=0)  # the same call resumes
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+    assert resumed["epochs"] == 3
+
+    from zoo import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    assert cli.main(["train", "--out", str(tmp_path / "other")]) == 130
