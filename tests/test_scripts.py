@@ -29,7 +29,6 @@ def _run(script, *args, cwd=None):
     [
         ("train_mnist_mlp.py", ["--dataset", "digits", "--epochs", "1"], "Test accuracy:"),
         ("train_autoencoder.py", ["--epochs", "1"], "encoder output for 5 test images: (5, 16)"),
-        ("train_autoencoder.py", ["--epochs", "1", "--nested"], "(5, 16)"),
         ("train_ticket_router.py", ["--epochs", "1"], "test_department_accuracy"),
         ("linear_regression.py", ["--epochs", "30"], "predicted score for 9.5 hours"),
     ],

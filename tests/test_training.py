@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import datasets, training
+from zoo import cli, datasets, training
 from zoo.training import TrainingError, train
 
 BACKEND = keras.backend.backend()
@@ -29,7 +29,7 @@ def _zoo(*args, timeout=600):
     )
 
 
-def test_cli_train_writes_a_complete_run_directory(tmp_path):
+def test_cli_train_writes_a_complete_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     result = _zoo("train", "--epochs", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -45,20 +45,27 @@ def test_cli_train_writes_a_complete_run_directory(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "mnist_mlp" and config["dataset"] == "digits"
 
-    # evaluate and predict on the finished run
-    result = _zoo("evaluate", str(out))
-    assert result.returncode == 0, result.stderr[-2000:]
-    evaluated = json.loads(result.stdout)
+    # evaluate and predict on the finished run (in-process: the backend is this one)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     (_, _), (x_test, _) = datasets.digits()
     np.save(tmp_path / "x.npy", x_test[:7])
-    result = _zoo("predict", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"))
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        cli.main(["predict", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+    )
     assert np.load(tmp_path / "y.npy").shape == (7, 10)
+    np.save(tmp_path / "bad.npy", x_test[:7, :100])
+    assert (
+        cli.main(["predict", str(out), str(tmp_path / "bad.npy"), "-o", str(tmp_path / "z.npy")])
+        == 2
+    )
+    assert "input 'inputs' must have shape (any, 784)" in capsys.readouterr().err
 
     # a finished run is not overwritten
-    again = _zoo("train", "--epochs", "2", "--out", str(out))
-    assert again.returncode == 2 and "holds a finished run" in again.stderr
+    assert cli.main(["train", "--epochs", "2", "--out", str(out)]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
 
 
 KILL_SCRIPT = textwrap.dedent(
@@ -220,8 +227,6 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_cli_says_how_to_resume(tmp_pat
     resumed = train("mnist_mlp", epochs=3, out=run, verbose=0)  # the same call resumes
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
     assert resumed["epochs"] == 3
-
-    from zoo import cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
