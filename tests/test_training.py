@@ -233,3 +233,26 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_cli_says_how_to_resume(tmp_pat
 
     monkeypatch.setattr(training, "train", interrupted)
     assert cli.main(["train", "--out", str(tmp_path / "other")]) == 130
+
+
+def test_a_run_interrupted_while_saving_finishes_without_retraining(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    plot = training._plot_curves
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_plot_curves", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train("mnist_mlp", epochs=3, out=run, verbose=0)
+    assert (run / "checkpoint").is_dir() and not (run / "metrics.json").exists()
+    monkeypatch.setattr(training, "_plot_curves", plot)
+
+    class NoTraining(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise AssertionError("a finished training was run again")
+
+    metrics = train("mnist_mlp", epochs=3, out=run, verbose=0, callbacks=[NoTraining()])
+    assert metrics["epochs"] == 3 and (run / "curves.png").exists()
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+    assert not (run / "checkpoint").exists()

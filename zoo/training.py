@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -245,14 +246,19 @@ def _split(data, fraction):
     return head, tail
 
 
-def load_data(model_name: str, dataset: str):
-    """Returns ``(train, test)`` pairs of ``(x, y)`` for ``model_name`` on ``dataset``."""
-    recipe = recipe_for(model_name)
+def _check_dataset(model_name: str, recipe: Recipe, dataset: str) -> str:
     if dataset not in recipe.datasets:
         raise ValueError(
             f"dataset must be one of {list(recipe.datasets)} for model {model_name!r}, "
             f"got {dataset!r}"
         )
+    return dataset
+
+
+def load_data(model_name: str, dataset: str):
+    """Returns ``(train, test)`` pairs of ``(x, y)`` for ``model_name`` on ``dataset``."""
+    recipe = recipe_for(model_name)
+    _check_dataset(model_name, recipe, dataset)
     data = datasets.load(dataset, **recipe.dataset_kwargs.get(dataset, {}))
     if dataset == "study_hours":  # the tutorial's 9 points: no test split
         data = (data, data)
@@ -335,12 +341,7 @@ def train(
         >>> metrics = train("mnist_mlp", epochs=1, out="/tmp/run")  # doctest: +SKIP
     """
     recipe = recipe_for(model_name)
-    dataset = dataset or recipe.datasets[0]
-    if dataset not in recipe.datasets:
-        raise ValueError(
-            f"dataset must be one of {list(recipe.datasets)} for model {model_name!r}, "
-            f"got {dataset!r}"
-        )
+    dataset = _check_dataset(model_name, recipe, dataset or recipe.datasets[0])
     epochs = _check_positive("epochs", recipe.epochs[dataset] if epochs is None else epochs)
     batch_size = _check_positive("batch_size", batch_size or recipe.batch_size)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -378,13 +379,19 @@ def train(
         val_data = None
     data = _EpochShuffled(*train_data, batch_size=batch_size, seed=seed)
     history_path = run / "history.csv"
+    checkpoint = run / "checkpoint"
     callbacks = [
         *(callbacks or []),
         _SetEpoch(data),
         _StopOnNaN(run),
         _History(history_path),
         # Last, so that an epoch is checkpointed only once its history row is written.
-        keras.callbacks.BackupAndRestore(str(run / "checkpoint"), double_checkpoint=True),
+        # Kept after fit (delete_checkpoint=False) until metrics.json marks the run
+        # finished: a run killed while evaluating or saving then resumes at its last
+        # epoch and only finishes, instead of training again from the start.
+        keras.callbacks.BackupAndRestore(
+            str(checkpoint), double_checkpoint=True, delete_checkpoint=False
+        ),
     ]
     start = time.perf_counter()
     model.fit(
@@ -412,9 +419,10 @@ def train(
         "seed": seed,
         "backend": keras.backend.backend(),
         "versions": _versions(),
-        "wall_time_s": round(wall_time, 3),
+        "wall_time_s": round(wall_time, 3),  # this process's fit (after a resume: the rest)
     }
-    _write_json(run / "metrics.json", metrics)
+    _write_json(run / "metrics.json", metrics)  # the run is finished from here on
+    shutil.rmtree(checkpoint, ignore_errors=True)
     return metrics
 
 
