@@ -41,7 +41,7 @@ def _install_backend(session, backend):
 def tests(session, backend):
     """Runs the test suite under one backend."""
     _install_backend(session, backend)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "--durations=20", *session.posargs)
 
 
 @nox.session
