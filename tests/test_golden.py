@@ -3,7 +3,6 @@ tests/golden/MANIFEST.json) give the same outputs within 1e-5 on every backend.
 
 Regenerate with ``python scripts/make_golden.py`` (or ``nox -s golden``)."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo._io import sha256_file
 from zoo.testing import canonical_config, predict_numpy, read_golden
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -35,7 +35,7 @@ def test_every_registered_model_has_a_golden_set():
 def test_golden_files_are_intact():
     for entry in MANIFEST["models"].values():
         for filename, digest in entry["sha256"].items():
-            actual = hashlib.sha256((GOLDEN / filename).read_bytes()).hexdigest()
+            actual = sha256_file(GOLDEN / filename)
             assert actual == digest, f"{filename} does not match MANIFEST.json; {REGENERATE}"
 
 

@@ -1,7 +1,6 @@
 """Training runs: the command line, run directories, resume after SIGKILL,
 determinism, and the guide's accuracy on digits and MNIST."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from zoo import cli, datasets, training
+from zoo._io import sha256_file
 from zoo.training import TrainingError, train
 
 BACKEND = keras.backend.backend()
@@ -177,12 +177,9 @@ def test_ticket_router_learns_the_ticket_rule(tmp_path):
     assert metrics["test_priority_accuracy"] >= max(0.8, majority + 0.15), metrics
 
 
-MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-
-
 def _mnist_cached() -> bool:
     path = datasets.keras_cache_dir() / "mnist.npz"
-    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == MNIST_SHA256
+    return path.exists() and sha256_file(path) == datasets.MNIST_SHA256
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
-"""Files that are never half-written: write to a temporary name, then rename."""
+"""File helpers: atomic writes, file hashes, and where Keras keeps its cache."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,3 +20,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def keras_home() -> Path:
+    """Keras's cache folder: ``$KERAS_HOME``, default ``~/.keras`` (datasets/ and
+    models/ below it)."""
+    return Path(os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))

@@ -147,6 +147,7 @@ def _predict(args) -> None:
     import numpy as np
 
     import zoo
+    from zoo._io import atomic_write
 
     model_path = Path(args.run) / "model.keras"
     if not model_path.exists():
@@ -158,8 +159,5 @@ def _predict(args) -> None:
     model = keras.saving.load_model(model_path)
     zoo.check_inputs(model, inputs)
     outputs = model.predict(inputs, verbose=0)
-    output = Path(args.output)
-    tmp = output.with_name(f".{output.stem}.tmp.npy")
-    np.save(tmp, outputs)
-    tmp.replace(output)
+    output = atomic_write(args.output, lambda tmp: np.save(tmp, outputs))
     print(f"wrote {output}: {outputs.shape} {outputs.dtype}")

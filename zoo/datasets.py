@@ -10,11 +10,12 @@ synthetic or tutorial sets for the other models.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
+
+from zoo import _validation as check
+from zoo._io import keras_home, sha256_file
 
 __all__ = [
     "DATASETS",
@@ -32,14 +33,7 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 
 def keras_cache_dir() -> Path:
     """Where Keras caches downloaded datasets."""
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(base) / "datasets"
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return keras_home() / "datasets"
 
 
 def _reshape(name, x, shape):
@@ -54,14 +48,6 @@ def _reshape(name, x, shape):
             f"({int(np.prod(x.shape[1:]))} values)"
         )
     return x.reshape((len(x), *shape))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _offline_error(fname: str, err: Exception) -> RuntimeError:
@@ -88,7 +74,7 @@ def mnist(shape=(784,)):
     import keras
 
     cached = keras_cache_dir() / "mnist.npz"
-    if cached.exists() and _sha256(cached) != MNIST_SHA256:
+    if cached.exists() and sha256_file(cached) != MNIST_SHA256:
         raise ValueError(
             f"the cached {cached} is corrupt or truncated (sha256 is not Keras's "
             f"{MNIST_SHA256[:12]}...); delete it, or replace it with Keras's mnist.npz"
@@ -203,16 +189,16 @@ def tickets(
         >>> sorted(x), sorted(y)
         (['body', 'tags', 'title'], ['department', 'priority'])
     """
-    n = _positive("n", n)
+    n = check.positive_int("n", n)
     for name, value in (("num_words", num_words), ("title_len", title_len)):
-        _positive(name, value)
+        check.positive_int(name, value)
     if num_words <= 100:
         raise ValueError(f"num_words must be > 100 (ids below 100 are keywords), got {num_words}")
     if not 2 <= num_departments < num_tags:
         raise ValueError(
             f"num_departments must be in [2, num_tags={num_tags}), got {num_departments!r}"
         )
-    if _positive("body_len", body_len) < 2:
+    if check.positive_int("body_len", body_len) < 2:
         raise ValueError(f"body_len must be >= 2, got {body_len}")
     rng = np.random.default_rng(seed)
     filler = min(num_words, 1100)
@@ -255,8 +241,8 @@ def sequences(n=1000, seed=0, timesteps=50, test_fraction=0.2):
         >>> x.shape, y.shape
         ((8, 50, 1), (8, 1))
     """
-    n = _positive("n", n)
-    timesteps = _positive("timesteps", timesteps)
+    n = check.positive_int("n", n)
+    timesteps = check.positive_int("timesteps", timesteps)
     rng = np.random.default_rng(seed)
     t = np.linspace(0, 1, timesteps, dtype="float32")
     freq = rng.uniform(0.5, 2.0, size=(n, 1))

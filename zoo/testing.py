@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from zoo._io import atomic_write
+from zoo._io import atomic_write, sha256_file
 from zoo.registry import get_spec
 
 __all__ = [
@@ -321,10 +320,6 @@ GOLDEN_BATCH = 3
 GOLDEN_SEED = 1234
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _savez(path: Path, arrays: dict) -> None:
     with open(path, "wb") as f:  # a file object, so numpy adds no ".npz" to the name
         np.savez(f, **arrays)
@@ -353,7 +348,7 @@ def write_golden(name: str, directory: str | os.PathLike) -> dict:
         "params": model.count_params(),
         "inputs": sorted(inputs),
         "num_outputs": len(outputs),
-        "sha256": {p.name: _sha256(p) for p in (model_path, data_path)},
+        "sha256": {p.name: sha256_file(p) for p in (model_path, data_path)},
     }
 
 

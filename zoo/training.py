@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 import zoo
+from zoo import _validation as check
 from zoo import datasets
 from zoo._io import atomic_write
 from zoo.registry import create, get_spec
@@ -301,12 +302,6 @@ def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def train(
     model_name: str = DEFAULT_MODEL,
     dataset: str | None = None,
@@ -342,8 +337,8 @@ def train(
     """
     recipe = recipe_for(model_name)
     dataset = _check_dataset(model_name, recipe, dataset or recipe.datasets[0])
-    epochs = _check_positive("epochs", recipe.epochs[dataset] if epochs is None else epochs)
-    batch_size = _check_positive("batch_size", batch_size or recipe.batch_size)
+    epochs = check.positive_int("epochs", recipe.epochs[dataset] if epochs is None else epochs)
+    batch_size = check.positive_int("batch_size", batch_size or recipe.batch_size)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     run = Path(out) if out is not None else default_run_dir(model_name, dataset, seed)

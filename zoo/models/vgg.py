@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from zoo import _validation as check
+from zoo._io import keras_home
 from zoo.registry import register
 from zoo.utils import feature_extractor
 
@@ -17,11 +18,6 @@ IMAGENET_FILES = {
     True: "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
     False: "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
 }
-
-
-def _keras_models_dir() -> Path:
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(base) / "models"
 
 
 def _check_weights(weights, include_top):
@@ -82,7 +78,7 @@ def vgg19_features(
 
     inputs = keras.Input(shape=input_shape, name="img")
     if weights == "imagenet":
-        cached = _keras_models_dir() / IMAGENET_FILES[include_top]
+        cached = keras_home() / "models" / IMAGENET_FILES[include_top]
         try:
             base = keras.applications.VGG19(
                 include_top=include_top, weights="imagenet", input_tensor=inputs
