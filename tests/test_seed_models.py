@@ -389,3 +389,12 @@ def test_vgg19_loads_a_local_weights_file(tmp_path):
         keras.ops.convert_to_numpy(model.get_layer("block1_conv1").kernel),
         keras.ops.convert_to_numpy(source.get_layer("block1_conv1").kernel),
     )
+
+
+def test_vgg19_checks_layer_names_before_building(monkeypatch):
+    def no_build(*args, **kwargs):
+        raise AssertionError("VGG19 was built before layer_names was checked")
+
+    monkeypatch.setattr(keras.applications, "VGG19", no_build)
+    with pytest.raises(ValueError, match="layer_names must be a list of layer names"):
+        zoo.create("vgg19_features", layer_names="block1_conv1")

@@ -20,7 +20,7 @@ IMAGENET_FILES = {
 }
 
 
-def _check_weights(weights, include_top):
+def _check_weights(weights):
     if weights is None or weights == "imagenet":
         return weights
     if isinstance(weights, (str, os.PathLike)):
@@ -73,7 +73,9 @@ def vgg19_features(
         )
     if any(s is not None and s < 32 for s in input_shape[:2]):
         raise ValueError(f"input_shape must be at least 32x32, got {input_shape}")
-    weights = _check_weights(weights, include_top)
+    weights = _check_weights(weights)
+    if layer_names is not None and not isinstance(layer_names, (list, tuple)):
+        raise ValueError(f"layer_names must be a list of layer names or None, got {layer_names!r}")
     name = check.model_name(name)
 
     inputs = keras.Input(shape=input_shape, name="img")
@@ -93,8 +95,6 @@ def vgg19_features(
         base = keras.applications.VGG19(
             include_top=include_top, weights=weights, input_tensor=inputs
         )
-    if layer_names is not None and not isinstance(layer_names, (list, tuple)):
-        raise ValueError(f"layer_names must be a list of layer names or None, got {layer_names!r}")
     return feature_extractor(base, layer_names, name=name)
 
 
