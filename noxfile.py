@@ -6,6 +6,8 @@ Usage::
     nox -s "tests(backend='jax')" -- -k golden   # one backend; args after -- go to pytest
     nox -s golden                                # regenerate tests/golden (under JAX)
     nox -s docs                                  # regenerate docs/models (needs graphviz)
+    nox -s bench                                 # zoo vs guide code vs native, per backend
+    nox -s gpu                                   # the suite on an accelerator (JAX, PyTorch)
 """
 
 import nox
@@ -44,6 +46,40 @@ def tests(session, backend):
     session.run("pytest", "--durations=20", *session.posargs)
 
 
+# On an accelerator machine: JAX's CUDA wheels, and PyTorch's PyPI wheel (which is the
+# CUDA build on Linux x86-64; this repository's CPU machines pin a local CPU wheel).
+GPU_BACKENDS = {
+    "jax": ["jax[cuda12]", ".[jax,test]"],
+    "torch": ["torch==2.13.0", ".[torch,test]"],
+}
+
+CHECK_GPU = """
+import sys, keras
+backend = keras.backend.backend()
+if backend == "jax":
+    import jax
+    gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+else:
+    import torch
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+print(f"keras {keras.__version__} backend {backend!r} sees GPU(s): {gpus}")
+sys.exit(0 if gpus else f"backend {backend!r} sees no GPU: run this session on a GPU machine")
+"""
+
+
+@nox.session
+@nox.parametrize("backend", list(GPU_BACKENDS))
+def gpu(session, backend):
+    """Runs the suite on an accelerator machine, after checking that the backend sees a
+    GPU (it fails, not skips, when none is there). Results go in docs/gpu.md."""
+    for requirement in GPU_BACKENDS[backend]:
+        session.install(requirement)
+    session.env["KERAS_BACKEND"] = backend
+    session.run("python", "-c", CHECK_BACKEND, backend)
+    session.run("python", "-c", CHECK_GPU)
+    session.run("pytest", "--durations=20", *session.posargs)
+
+
 @nox.session
 def lint(session):
     """ruff check and ruff format --check."""
@@ -64,3 +100,22 @@ def golden(session):
     """Regenerates tests/golden; args after -- name the models (default: all)."""
     _install_backend(session, "jax")
     session.run("python", "scripts/make_golden.py", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def bench(session, backend):
+    """Benchmarks the zoo against the guide's code and native loops (scripts/benchmark.py),
+    prints the table and ratios, and updates docs/benchmarks.md and docs/benchmarks/."""
+    _install_backend(session, backend)
+    session.run(
+        "python",
+        "scripts/benchmark.py",
+        "--backend",
+        backend,
+        "--json",
+        f"docs/benchmarks/{backend}.json",
+        "--docs",
+        "docs/benchmarks.md",
+        *session.posargs,
+    )

@@ -24,6 +24,9 @@ _EXPORTS = {
     "describe": "zoo.registry",
     "list_models": "zoo.registry",
     "register": "zoo.registry",
+    "save_preset": "zoo.presets",
+    "load_preset": "zoo.presets",
+    "preset_from_run": "zoo.presets",
     "check_inputs": "zoo.utils",
     "feature_extractor": "zoo.utils",
     "mlp": "zoo.models.mlp",
@@ -65,11 +68,14 @@ __all__ = [
     "feature_extractor",
     "linear_regression",
     "list_models",
+    "load_preset",
     "logistic_regression",
     "lstm_classifier",
     "mixed_api_rnn",
     "mlp",
+    "preset_from_run",
     "register",
+    "save_preset",
     "shared_embedding",
     "softmax_regression",
     "text_pair_classifier",
@@ -100,6 +106,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from zoo.models.text import shared_embedding, text_pair_classifier
     from zoo.models.ticket_router import compile_ticket_router, ticket_router
     from zoo.models.vgg import vgg19_features
+    from zoo.presets import load_preset, preset_from_run, save_preset
     from zoo.registry import ModelSpec, create, describe, list_models, register
     from zoo.utils import check_inputs, feature_extractor
 

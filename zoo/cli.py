@@ -1,4 +1,5 @@
-"""The ``zoo`` command line: ``python -m zoo {list,describe,summary,plot,train,evaluate,predict}``.
+"""The ``zoo`` command line: ``python -m zoo {list,describe,summary,plot,train,evaluate,predict,
+export,preset}``.
 
 ``--backend`` sets ``KERAS_BACKEND`` before Keras is first imported, so it
 really takes effect.
@@ -64,6 +65,20 @@ def _parser() -> argparse.ArgumentParser:
         "--out", help="run directory (default: runs/<model>_<dataset>_<backend>_s<seed>)"
     )
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    p.add_argument(
+        "--fast",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the backend's speed settings (XLA and steps_per_execution on TensorFlow, "
+        "torch.compile on PyTorch; see zoo.performance): auto (default), on, or off for "
+        "Keras's plain fit; they do not change the results",
+    )
+    p.add_argument(
+        "--distribute",
+        choices=("data",),
+        help="data: train data-parallel over all local devices (jax: keras.distribution."
+        "DataParallel; tensorflow: MirroredStrategy); see docs/distribute.md",
+    )
     p = commands.add_parser("evaluate", help="evaluate a finished run on its test split")
     p.add_argument("run")
     p.add_argument("--dataset", help="another dataset the model's recipe takes")
@@ -71,6 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("input", help="input .npy file (one array, batch first)")
     p.add_argument("-o", "--output", required=True, help="output .npy file")
+    p = commands.add_parser(
+        "export",
+        help="export a finished run's model (SavedModel or ONNX), reloaded and checked",
+        description="Exports RUN/model.keras with Keras's model.export, loads the artifact "
+        "back (tf.saved_model.load or onnxruntime) and checks its outputs against the "
+        "model's within 1e-4 before moving it into place. See docs/export.md for which "
+        "format works from which backend.",
+    )
+    p.add_argument("run")
+    p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel")
+    p.add_argument("-o", "--output", required=True, help="artifact path (folder or .onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing artifact")
+    p = commands.add_parser(
+        "preset",
+        help="turn a finished run into a preset (zoo.create(name, preset=DIR))",
+    )
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True, help="preset folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing preset")
     return parser
 
 
@@ -103,7 +137,21 @@ def main(argv=None) -> int:
             print(json.dumps(evaluate(args.run, args.dataset), indent=2))
         elif args.command == "predict":
             _predict(args)
-    except (ValueError, RuntimeError) as err:
+        elif args.command == "export":
+            from zoo.export import export
+
+            report = export(args.run, args.output, args.format, overwrite=args.overwrite)
+            print(
+                f"wrote {report['path']} ({args.format}); reloaded outputs match the model's "
+                f"within {report['max_abs_diff']:.1e}"
+            )
+        elif args.command == "preset":
+            from zoo.presets import preset_from_run
+
+            print(
+                f"wrote preset {preset_from_run(args.run, args.output, overwrite=args.overwrite)}"
+            )
+    except (ValueError, RuntimeError, FileExistsError) as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -126,6 +174,8 @@ def _train(args) -> int:
             seed=args.seed,
             out=out,
             verbose=2 if args.quiet else "auto",
+            fast=args.fast,
+            distribute=args.distribute,
         )
     except KeyboardInterrupt:
         print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import os
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -191,16 +192,21 @@ def describe(name: str) -> ModelSpec:
     return get_spec(name)
 
 
-def create(model_name: str, /, **overrides) -> keras.Model:
+def create(
+    model_name: str, /, *, preset: str | os.PathLike | None = None, **overrides
+) -> keras.Model:
     """Builds the registered model ``model_name``: a functional, uncompiled ``keras.Model``.
 
     Args:
         model_name: a registered name (see ``list_models``); positional only, so
             that ``name=`` can be passed on to the builder as the model's name.
+        preset: a preset folder (``zoo.save_preset``) to restore instead, with its
+            architecture and weights, under the current backend.
         **overrides: builder arguments replacing the variant's defaults.
 
     Raises:
         ValueError: for an unknown name, an unknown override key or a bad value.
+        zoo.presets.PresetError: for a missing or damaged preset, or one of another model.
 
     Example:
         >>> import zoo
@@ -209,10 +215,21 @@ def create(model_name: str, /, **overrides) -> keras.Model:
         55050
     """
     spec = get_spec(model_name)
+    if preset is not None:
+        if overrides:
+            raise ValueError(
+                f"overrides {sorted(overrides)} can't be combined with preset={str(preset)!r}: "
+                "a preset fixes the architecture"
+            )
+        from zoo.presets import load_preset
+
+        return load_preset(preset, model_name)
     unknown = sorted(set(overrides) - set(spec.config))
     if unknown:
         raise ValueError(
             f"Unknown argument(s) {unknown} for model {model_name!r}; "
             f"allowed: {sorted(spec.config)}"
         )
-    return spec.builder(**{**spec.config, **overrides})
+    model = spec.builder(**{**spec.config, **overrides})
+    model._zoo_model = model_name  # lets zoo.save_preset name it
+    return model

@@ -36,11 +36,12 @@ import numpy as np
 
 import zoo
 from zoo import _validation as check
-from zoo import datasets
+from zoo import datasets, performance
 from zoo._io import atomic_write
+from zoo.distribute import distribution as _distribution
 from zoo.registry import create, get_spec
 
-__all__ = ["RECIPES", "Recipe", "TrainingError", "default_run_dir", "evaluate", "train"]
+__all__ = ["RECIPES", "Recipe", "TrainingError", "default_run_dir", "evaluate", "fit", "train"]
 
 
 class TrainingError(RuntimeError):
@@ -188,6 +189,11 @@ class _StopOnNaN(keras.callbacks.Callback):
     epoch end, and BackupAndRestore would then save the NaN weights and, at the end
     of training, delete the checkpoint.)"""
 
+    # Keras may then run this check on a worker thread, so that reading the loss does
+    # not stall each step; an error raised there stops fit at the next batch or at the
+    # end of the epoch, before the epoch's own callbacks (history, checkpoint) run.
+    async_safe = True
+
     def __init__(self, run: Path):
         super().__init__()
         self.run = run
@@ -206,37 +212,32 @@ class _StopOnNaN(keras.callbacks.Callback):
             )
 
 
-class _EpochShuffled(keras.utils.PyDataset):
-    """Batches of ``(x, y)`` in an order drawn from ``(seed, epoch)`` alone, the same
-    on every backend and after a resume."""
-
-    def __init__(self, x, y, batch_size, seed):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.size = len(keras.tree.flatten(x)[0])
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch):
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-
-    def __len__(self):
-        return math.ceil(self.size / self.batch_size)
-
-    def __getitem__(self, i):
-        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        return keras.tree.map_structure(lambda a: a[idx], (self.x, self.y))
-
-
 class _SetEpoch(keras.callbacks.Callback):
-    def __init__(self, data: _EpochShuffled):
+    def __init__(self, set_epoch):
         super().__init__()
-        self.data = data
+        self.set_epoch = set_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.data.set_epoch(epoch)
+        self.set_epoch(epoch)
 
 
 # -- data ------------------------------------------------------------------------------------
+def _process_shard(info):
+    """``(index, count)`` of this process when several processes share each batch."""
+    if info and info["processes"] > 1:
+        return info["process_index"], info["processes"]
+    return None
+
+
+def _trim(data, multiple):
+    """``data`` without its last ``n % multiple`` samples, and how many were dropped."""
+    n = len(keras.tree.flatten(data[0])[0])
+    dropped = n % multiple
+    if not dropped:
+        return data, 0
+    return keras.tree.map_structure(lambda a: a[: n - dropped], data), dropped
+
+
 def _split(data, fraction):
     """Holds out the last ``fraction`` of ``data`` (arrays or dicts), as Keras's
     ``validation_split`` does."""
@@ -302,6 +303,48 @@ def _plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Non
     plt.close(fig)
 
 
+def fit(
+    model: keras.Model,
+    x,
+    y,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int = 0,
+    validation_data=None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int | str = "auto",
+    fast: str = "auto",
+    shard: tuple[int, int] | None = None,
+) -> tuple[keras.callbacks.History, performance.Settings]:
+    """Fits a compiled ``model`` on in-memory ``(x, y)`` the way ``train`` does, and
+    returns Keras's ``History`` and the speed settings used.
+
+    Each epoch's batches come in an order drawn from ``(seed, epoch)`` alone, so a run
+    resumed by ``keras.callbacks.BackupAndRestore`` sees the same batches as an
+    uninterrupted one. ``fast`` picks the backend's speed settings (see
+    ``zoo.performance``): ``"auto"`` (the default), ``"on"`` (every setting, including
+    compiling the torch step for short runs) or ``"off"`` (Keras's plain ``fit``). They
+    change the speed, not the batches or the math. ``shard=(index, count)`` feeds
+    only this process's share of every batch (multi-host data parallelism).
+    """
+    steps_per_epoch = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
+    settings = performance.settings_for(fast, steps_per_epoch, epochs, model)
+    data, set_epoch = performance.batches(x, y, batch_size, seed, settings, shard)
+    performance.apply(model, settings, batch_size)
+    history = model.fit(
+        data,
+        shuffle=False,  # the batches are already in their (seed, epoch) order; Keras would
+        # otherwise reorder them from Python's global random state, which a resume changes
+        validation_data=validation_data,
+        validation_batch_size=batch_size,
+        epochs=epochs,
+        callbacks=[_SetEpoch(set_epoch), *(callbacks or [])],
+        verbose=verbose,
+    )
+    return history, settings
+
+
 def train(
     model_name: str = DEFAULT_MODEL,
     dataset: str | None = None,
@@ -312,6 +355,8 @@ def train(
     verbose: int | str = "auto",
     overrides: dict[str, Any] | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    fast: str = "auto",
+    distribute: str | None = None,
 ) -> dict[str, Any]:
     """Trains ``model_name`` on ``dataset`` and returns its metrics (also in
     ``RUN/metrics.json``). Run it again with the same arguments after an
@@ -327,6 +372,10 @@ def train(
         verbose: Keras's progress setting (``"auto"`` shows the progress bar).
         overrides: builder arguments for the model.
         callbacks: more Keras callbacks, run before the run's own.
+        fast: the backend's speed settings, ``"auto"``, ``"on"`` or ``"off"`` (see
+            ``fit`` and ``zoo.performance``); they do not change the results.
+        distribute: ``"data"`` to train data-parallel over all local devices (JAX,
+            TensorFlow; see ``zoo.distribute``), None for one device.
 
     Raises:
         TrainingError: on a NaN loss, or when ``out`` holds another or a finished run.
@@ -339,6 +388,8 @@ def train(
     dataset = _check_dataset(model_name, recipe, dataset or recipe.datasets[0])
     epochs = check.positive_int("epochs", recipe.epochs[dataset] if epochs is None else epochs)
     batch_size = check.positive_int("batch_size", batch_size or recipe.batch_size)
+    check.one_of("fast", fast, performance.MODES)
+    scope = _distribution(distribute, batch_size)  # errors before any file is written
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     run = Path(out) if out is not None else default_run_dir(model_name, dataset, seed)
@@ -365,45 +416,58 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     _write_json(config_path, config)
 
-    keras.utils.set_random_seed(seed)
-    model = create(model_name, **(overrides or {}))
-    recipe.compile(model)
-    if recipe.validation_split:
-        train_data, val_data = _split(train_data, recipe.validation_split)
-    else:
-        val_data = None
-    data = _EpochShuffled(*train_data, batch_size=batch_size, seed=seed)
-    history_path = run / "history.csv"
-    checkpoint = run / "checkpoint"
-    callbacks = [
-        *(callbacks or []),
-        _SetEpoch(data),
-        _StopOnNaN(run),
-        _History(history_path),
-        # Last, so that an epoch is checkpointed only once its history row is written.
-        # Kept after fit (delete_checkpoint=False) until metrics.json marks the run
-        # finished: a run killed while evaluating or saving then resumes at its last
-        # epoch and only finishes, instead of training again from the start.
-        keras.callbacks.BackupAndRestore(
-            str(checkpoint), double_checkpoint=True, delete_checkpoint=False
-        ),
-    ]
-    start = time.perf_counter()
-    model.fit(
-        data,
-        shuffle=False,  # the batches are already in their (seed, epoch) order; Keras would
-        # otherwise reorder them from Python's global random state, which a resume changes
-        validation_data=val_data,
-        validation_batch_size=batch_size,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    wall_time = time.perf_counter() - start
-    history = _read_history(history_path)  # fewer rows than epochs if a callback stopped early
+    with scope as distribution_info:
+        keras.utils.set_random_seed(seed)
+        model = create(model_name, **(overrides or {}))
+        recipe.compile(model)
+        if recipe.validation_split:
+            train_data, val_data = _split(train_data, recipe.validation_split)
+        else:
+            val_data = None
+        if distribution_info and distribution_info["even_batches"]:
+            # every batch, the last included, must split evenly over the devices
+            devices = distribution_info["devices"]
+            train_data, dropped = _trim(train_data, devices)
+            val_data, dropped_val = _trim(val_data, devices) if val_data else (None, 0)
+            distribution_info["dropped_samples"] = {"train": dropped, "validation": dropped_val}
+        history_path = run / "history.csv"
+        checkpoint = run / "checkpoint"
+        callbacks = [
+            *(callbacks or []),
+            _StopOnNaN(run),
+            _History(history_path),
+            # Last, so that an epoch is checkpointed only once its history row is written.
+            # Kept after fit (delete_checkpoint=False) until metrics.json marks the run
+            # finished: a run killed while evaluating or saving then resumes at its last
+            # epoch and only finishes, instead of training again from the start.
+            keras.callbacks.BackupAndRestore(
+                str(checkpoint), double_checkpoint=True, delete_checkpoint=False
+            ),
+        ]
+        start = time.perf_counter()
+        _, settings = fit(
+            model,
+            *train_data,
+            batch_size=batch_size,
+            epochs=epochs,
+            seed=seed,
+            validation_data=val_data,
+            callbacks=callbacks,
+            verbose=verbose,
+            fast=fast,
+            shard=_process_shard(distribution_info),
+        )
+        wall_time = time.perf_counter() - start
+        history = _read_history(history_path)  # fewer rows than epochs if a callback stopped early
 
+        atomic_write(run / "model.keras", lambda p: model.save(p))
+        weights = model.get_weights()
+    if distribution_info and distribution_info["even_batches"]:
+        # the test split as it is (its last batch need not split evenly), on one device
+        model = create(model_name, **(overrides or {}))
+        recipe.compile(model)
+        model.set_weights(weights)
     results = model.evaluate(*test_data, batch_size=batch_size, verbose=0, return_dict=True)
-    atomic_write(run / "model.keras", lambda p: model.save(p))
     _plot_curves(history, run / "curves.png", f"{model_name} on {dataset}")
     metrics = {
         **{f"test_{k}": float(v) for k, v in results.items()},
@@ -415,6 +479,8 @@ def train(
         "backend": keras.backend.backend(),
         "versions": _versions(),
         "wall_time_s": round(wall_time, 3),  # this process's fit (after a resume: the rest)
+        "speed_settings": settings.as_dict(),
+        "distribution": distribution_info,
     }
     _write_json(run / "metrics.json", metrics)  # the run is finished from here on
     shutil.rmtree(checkpoint, ignore_errors=True)

@@ -1,0 +1,462 @@
+"""Benchmarks the zoo's training path against the guide's code and hand-written loops.
+
+Under one backend at a time, for ``mnist_mlp``, ``toy_resnet``, ``conv_autoencoder``
+and ``ticket_router`` (batch 64 by default), it measures
+
+- training throughput: samples/s over timed windows after a warm-up window (median,
+  min and max of ``--windows`` windows, at least 5 for a real run);
+- inference throughput: ``predict`` (or the native forward) over ``--infer-samples``;
+- time to first step: from the start of training to the end of its first step
+  (tracing and compiling included);
+- peak memory: the worker process's peak resident set size (each implementation runs
+  in its own process, so the figures do not mix).
+
+The implementations are ``zoo`` (``zoo.training.fit`` with ``--fast``, the recipe's
+compile), ``guide`` (the guide's model and ``compile`` + ``fit``, in
+``benchmarks/guide.py``) and ``native`` (the MLP and the toy ResNet written directly
+in this backend's framework, ``benchmarks/native_*.py``). The guide and native forms
+exist for ``mnist_mlp`` and ``toy_resnet``. Each is first checked to compute the same
+thing as the zoo model: from the same weights, the same batches give the same losses
+(native) or the same predictions (guide).
+
+Usage::
+
+    python scripts/benchmark.py --backend jax                       # all four models
+    python scripts/benchmark.py --backend torch --models mnist_mlp
+    python scripts/benchmark.py --backend tensorflow --docs docs/benchmarks.md
+    python scripts/benchmark.py --backend jax --quick               # a few steps: smoke test
+
+It prints a markdown table and the ratios zoo/native and zoo/guide, and writes JSON
+(``--json``); ``--docs`` replaces this backend's section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from zoo.cli import add_backend_argument, use_backend  # noqa: E402 (lazy: no keras yet)
+
+MODELS = ("mnist_mlp", "toy_resnet", "conv_autoencoder", "ticket_router")
+IMPLS = ("zoo", "guide", "native")
+REFERENCED = ("mnist_mlp", "toy_resnet")  # the models with guide and native forms
+# Steps per timed window: an MNIST epoch for the MLP, fewer for the slower models.
+WINDOW_STEPS = {"mnist_mlp": 938, "toy_resnet": 15, "conv_autoencoder": 40, "ticket_router": 60}
+CHECK_STEPS = 10  # steps of the equivalence check
+CHECK_RTOL = 1e-3  # relative tolerance of the equivalence check (float32, 10 steps)
+
+
+# -- the worker: one implementation of one model, in its own process -----------------------
+def _data(model_name, n, seed=0):
+    """``(x, y)``: random inputs shaped as the model's data (tickets for the router)."""
+    import numpy as np
+
+    from benchmarks.common import synthetic
+
+    if model_name in REFERENCED:
+        return synthetic(model_name, n, seed)
+    if model_name == "conv_autoencoder":
+        x = np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
+        return x, x
+    from zoo import datasets
+
+    (x, y), _ = datasets.tickets(n=n + 10, seed=seed)
+    return x, y
+
+
+def _take(data, n):
+    import keras
+
+    return keras.tree.map_structure(lambda a: a[:n], data)
+
+
+def _zoo_model(model_name, dropout=None):
+    import keras
+
+    import zoo
+    from zoo.training import recipe_for
+
+    keras.utils.set_random_seed(0)
+    overrides = {} if dropout is None else {"dropout": dropout}
+    model = zoo.create(model_name, **overrides)
+    recipe_for(model_name).compile(model)
+    return model
+
+
+class _Timer:
+    """A Keras callback timing each epoch (a window) and the first step."""
+
+    def __new__(cls, start):
+        import keras
+
+        class Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.start, self.first_step, self.epochs = start, None, []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.first_step is None:
+                    self.first_step = time.perf_counter() - self.start
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.epochs.append(time.perf_counter() - self.t)
+
+        return Timer()
+
+
+def _keras_training(impl, model_name, args):
+    """Trains through ``fit`` for 1 + windows epochs of one window each."""
+    steps = args.window_steps or WINDOW_STEPS[model_name]
+    x, y = _take(_data(model_name, steps * args.batch_size), steps * args.batch_size)
+    epochs = 1 + args.windows
+    if impl == "zoo":
+        from zoo.training import _StopOnNaN, fit
+
+        model = _zoo_model(model_name)
+        timer = _Timer(time.perf_counter())
+        _, settings = fit(
+            model,
+            x,
+            y,
+            batch_size=args.batch_size,
+            epochs=epochs,
+            callbacks=[_StopOnNaN(Path(".")), timer],
+            verbose=0,
+            fast=args.fast,
+        )
+        extra = {"settings": settings.as_dict()}
+    else:
+        from benchmarks import guide
+
+        model, labels = guide.BUILDERS[model_name](), guide.labels(model_name, y)
+        timer = _Timer(time.perf_counter())
+        guide.fit(model, x, labels, args.batch_size, epochs, [timer])
+        extra = {}
+    windows = timer.epochs[1:]
+    return model, steps, windows, timer.first_step, extra
+
+
+def _native_training(model_name, args, backend):
+    import importlib
+
+    from benchmarks.common import batch_order, keras_weights
+
+    native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
+    steps = args.window_steps or WINDOW_STEPS[model_name]
+    x, y = _data(model_name, steps * args.batch_size)
+    trainer = native.Trainer(model_name, keras_weights(_zoo_model(model_name)), x, y)
+    order = batch_order(len(y), args.batch_size, steps * (1 + args.windows), seed=1)
+    start = time.perf_counter()
+    trainer.train(order[:1])
+    first_step = time.perf_counter() - start
+    windows = []
+    for w in range(1 + args.windows):
+        t = time.perf_counter()
+        trainer.train(order[w * steps : (w + 1) * steps])
+        windows.append(time.perf_counter() - t)
+    return trainer, steps, windows[1:], first_step, {}
+
+
+_FRAMEWORK = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
+
+
+def _check(impl, model_name, backend):
+    """Whether ``impl`` computes what the zoo model computes, from the same weights."""
+    import importlib
+
+    import numpy as np
+
+    from benchmarks.common import batch_order, keras_weights
+
+    if impl == "zoo":
+        return {}
+    x, y = _data(model_name, 4 * 64)
+    if impl == "guide":
+        from benchmarks import guide
+
+        zoo_model, model = _zoo_model(model_name), guide.BUILDERS[model_name]()
+        model.set_weights(zoo_model.get_weights())
+        a = zoo_model.predict(x, batch_size=64, verbose=0)
+        b = model.predict(x, batch_size=64, verbose=0)
+        diff = float(np.max(np.abs(a - b)))
+        same = zoo_model.count_params() == model.count_params() and diff <= 1e-5
+        return {
+            "check": f"same predictions from the same weights (max diff {diff:.1e})",
+            "equivalent": bool(same),
+        }
+    # native: the same losses over CHECK_STEPS steps, without dropout (its random
+    # masks differ between implementations)
+    dropout = 0.0 if model_name == "toy_resnet" else None
+    model = _zoo_model(model_name, dropout)
+    native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
+    # (the TensorFlow reference without XLA here: the math is the same, the compile shorter)
+    options = {"jit_compile": False} if backend == "tensorflow" else {}
+    trainer = native.Trainer(model_name, keras_weights(model), x, y, dropout=0.0, **options)
+    order = batch_order(len(y), 64, CHECK_STEPS, seed=2)
+    theirs = np.array(trainer.losses(order))
+    ours = np.array(
+        [float(model.train_on_batch(x[idx], y[idx], return_dict=True)["loss"]) for idx in order]
+    )
+    diff = float(np.max(np.abs(ours - theirs) / np.abs(ours)))
+    return {
+        "check": f"same loss over {CHECK_STEPS} steps (max relative diff {diff:.1e})",
+        "equivalent": bool(diff <= CHECK_RTOL),
+    }
+
+
+def _inference(impl, model, model_name, args):
+    n = args.infer_samples
+    x, _ = _data(model_name, n, seed=3)
+    times = []
+    for _ in range(1 + args.windows):
+        t = time.perf_counter()
+        if impl == "native":
+            model.predict(x, 256)
+        else:
+            model.predict(x, batch_size=256, verbose=0)
+        times.append(time.perf_counter() - t)
+    return [n / s for s in times[1:]]
+
+
+def worker(args) -> dict:
+    import keras
+
+    backend = keras.backend.backend()
+    model_name, impl = args.model, args.impl
+    result = {"model": model_name, "impl": impl, "backend": backend}
+    result.update(_check(impl, model_name, backend))
+    keras.backend.clear_session()
+    if impl == "native":
+        model, steps, windows, first, extra = _native_training(model_name, args, backend)
+    else:
+        model, steps, windows, first, extra = _keras_training(impl, model_name, args)
+    rates = [steps * args.batch_size / s for s in windows]
+    infer = _inference(impl, model, model_name, args)
+    result.update(extra)
+    result.update(
+        train_samples_per_s=statistics.median(rates),
+        train_min=min(rates),
+        train_max=max(rates),
+        steps_per_window=steps,
+        windows=len(rates),
+        first_step_s=first,
+        infer_samples_per_s=statistics.median(infer),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    return result
+
+
+# -- the driver -------------------------------------------------------------------------------
+def _versions(backend):
+    import keras
+
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    return {
+        "keras": keras.__version__,
+        backend: __import__(module).__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} (CPU only)"
+
+
+def run_all(args, backend) -> dict:
+    results = []
+    for model_name in args.models:
+        for impl in args.impls:
+            if impl != "zoo" and model_name not in REFERENCED:
+                continue
+            cmd = [
+                sys.executable,
+                __file__,
+                "--backend",
+                backend,
+                "--worker",
+                "--model",
+                model_name,
+                "--impl",
+                impl,
+                *args.passthrough,
+            ]
+            print(f"[{backend}] {model_name} / {impl} ...", file=sys.stderr, flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr[-3000:])
+                raise SystemExit(f"benchmark: {model_name} / {impl} failed on {backend}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {
+        "backend": backend,
+        "date": date.today().isoformat(),
+        "machine": _machine(),
+        "versions": _versions(backend),
+        "batch_size": args.batch_size,
+        "fast": args.fast,
+        "results": results,
+    }
+
+
+def ratios(report) -> list[dict]:
+    """zoo/native and zoo/guide training throughput, per model."""
+    by = {(r["model"], r["impl"]): r for r in report["results"]}
+    rows = []
+    for model_name in REFERENCED:
+        zoo_result = by.get((model_name, "zoo"))
+        if zoo_result is None:
+            continue
+        row = {"model": model_name}
+        for impl in ("native", "guide"):
+            if (model_name, impl) in by:
+                row[f"zoo/{impl}"] = (
+                    zoo_result["train_samples_per_s"]
+                    / by[(model_name, impl)]["train_samples_per_s"]
+                )
+        rows.append(row)
+    return rows
+
+
+def markdown(report) -> str:
+    v = report["versions"]
+    lines = [
+        f"### {report['backend']}",
+        "",
+        f"{report['date']}; {report['machine']}; "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"; batch {report['batch_size']}; zoo with `fast={report['fast']!r}`.",
+        "",
+        "| model | implementation | train samples/s (median [min, max]) | steps/s | "
+        "time to first step (s) | predict samples/s | peak RSS (MiB) | same math |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["results"]:
+        check = {True: "yes", False: "**NO**"}.get(r.get("equivalent"), "(is the zoo)")
+        lines.append(
+            f"| `{r['model']}` | {r['impl']} | {r['train_samples_per_s']:,.0f} "
+            f"[{r['train_min']:,.0f}, {r['train_max']:,.0f}] | "
+            f"{r['train_samples_per_s'] / report['batch_size']:,.0f} | {r['first_step_s']:.2f} | "
+            f"{r['infer_samples_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} | {check} |"
+        )
+    lines += ["", "| model | zoo / native | zoo / guide code |", "|---|---:|---:|"]
+    for row in ratios(report):
+        cells = [f"{row[k]:.2f}x" if k in row else "-" for k in ("zoo/native", "zoo/guide")]
+        lines.append(f"| `{row['model']}` | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(path: Path, backend: str, text: str) -> None:
+    """Replaces this backend's section of ``path`` (between its markers)."""
+    from zoo._io import atomic_write
+
+    begin, end = f"<!-- bench:{backend}:begin -->", f"<!-- bench:{backend}:end -->"
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"benchmark: {path} has no {begin} ... {end} section")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{begin}\n{text}{end}{tail}"
+    atomic_write(path, lambda p: p.write_text(new))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_backend_argument(parser)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--windows", type=int, default=5, help="timed windows (default 5)")
+    parser.add_argument("--window-steps", type=int, help="steps per window (default: per model)")
+    parser.add_argument("--infer-samples", type=int, default=4096)
+    parser.add_argument(
+        "--fast",
+        choices=("auto", "on", "off"),
+        default="on",
+        help="the zoo's speed settings (default: on, as for a long run)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 windows of 3 steps, fast=auto: a smoke test, not a measurement",
+    )
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--docs", type=Path, help="replace this backend's section of this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.windows, args.window_steps, args.infer_samples, args.fast = 2, 3, 256, "auto"
+    for name in ("batch_size", "windows", "infer_samples"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.window_steps is not None and args.window_steps < 1:
+        parser.error(f"--window-steps must be >= 1, got {args.window_steps}")
+    args.passthrough = [
+        "--batch-size",
+        str(args.batch_size),
+        "--windows",
+        str(args.windows),
+        "--infer-samples",
+        str(args.infer_samples),
+        "--fast",
+        args.fast,
+        *(["--window-steps", str(args.window_steps)] if args.window_steps else []),
+    ]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    backend = use_backend(args.backend)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    report = run_all(args, backend)
+    text = markdown(report)
+    print(text)
+    for row in ratios(report):
+        print(
+            f"{backend} {row['model']}: "
+            + ", ".join(f"{k} = {v:.2f}x" for k, v in row.items() if k != "model")
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.docs:
+        update_docs(args.docs, backend, text)
+    failed = [r for r in report["results"] if r.get("equivalent") is False]
+    if failed:
+        print(
+            "benchmark: not the same math: "
+            + ", ".join(f"{r['model']}/{r['impl']} ({r['check']})" for r in failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

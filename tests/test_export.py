@@ -1,0 +1,106 @@
+"""Export through Keras's ``model.export``: every artifact is loaded back by its serving
+stack (TensorFlow's SavedModel loader, onnxruntime) and gives the Keras model's
+outputs within 1e-4; a combination that can't work is a one-line error.
+
+``SUPPORT`` is the table of ``docs/export.md``: each test session installs the export
+extra of its backend, so a format that should work and does not is a failure here."""
+
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import zoo
+from zoo import export as zoo_export
+from zoo.export import ExportError, export, supported
+
+BACKEND = keras.backend.backend()
+SUPPORT = {
+    ("tensorflow", "savedmodel"): True,
+    ("tensorflow", "onnx"): True,
+    ("jax", "savedmodel"): True,
+    ("jax", "onnx"): True,
+    ("torch", "savedmodel"): False,
+    ("torch", "onnx"): True,
+}
+WORKS = [fmt for (backend, fmt), ok in SUPPORT.items() if backend == BACKEND and ok]
+MODELS = {
+    "mnist_mlp": {},
+    "conv_autoencoder": {},
+    "toy_resnet": {},
+    "ticket_router": {"num_words": 500},  # three inputs, two outputs
+}
+
+
+def test_the_support_table_holds_here():
+    for fmt in ("savedmodel", "onnx"):
+        ok, why = supported(fmt)
+        assert ok == SUPPORT[BACKEND, fmt], why
+
+
+@pytest.mark.parametrize("fmt", WORKS)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_export_reloads_with_the_models_outputs(name, fmt, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = zoo.create(name, **MODELS[name])
+    path = tmp_path / (f"{name}.onnx" if fmt == "onnx" else name)
+    report = export(model, path, fmt)
+    assert report["max_abs_diff"] <= 1e-4 and report["batch_size"] == 3
+    assert path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
+
+
+def test_an_unsupported_combination_is_one_clear_line(tmp_path):
+    model = zoo.create("mnist_mlp")
+    with pytest.raises(
+        ValueError, match=r"^format must be one of \['onnx', 'savedmodel'\], got 'tflite'$"
+    ):
+        export(model, tmp_path / "m", "tflite")
+    if not SUPPORT[BACKEND, "savedmodel"]:
+        with pytest.raises(
+            ValueError, match=r"^format 'savedmodel' from backend 'torch': .*torch_xla"
+        ):
+            export(model, tmp_path / "m", "savedmodel")
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monkeypatch):
+    fmt = WORKS[0]
+    reload = zoo_export._reload_outputs
+    monkeypatch.setattr(
+        zoo_export,
+        "_reload_outputs",
+        lambda *a: [o + 1e-3 for o in reload(*a)],  # an artifact that is slightly off
+    )
+    with pytest.raises(ExportError, match=r"differs from the Keras model by 1\.00e-03"):
+        export(zoo.create("mnist_mlp"), tmp_path / "m", fmt)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_of_a_run(tmp_path):
+    run, fmt = tmp_path / "run", WORKS[-1]
+    zoo_cli = [sys.executable, "-m", "zoo", "--backend", BACKEND]
+    result = subprocess.run(
+        [*zoo_cli, "train", "--epochs", "1", "--quiet", "--out", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / ("model.onnx" if fmt == "onnx" else "served")
+    result = subprocess.run(
+        [*zoo_cli, "export", str(run), "--format", fmt, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "reloaded outputs match the model's" in result.stdout and out.exists()
+    again = subprocess.run(
+        [*zoo_cli, "export", str(run), "--format", fmt, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 2 and "exists; pass overwrite=True" in again.stderr

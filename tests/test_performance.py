@@ -1,0 +1,182 @@
+"""The training path's speed settings (``zoo.performance``) change the speed, never the
+results; the benchmark's reference implementations compute what the zoo computes.
+(No timings are asserted here: ``scripts/benchmark.py`` measures them.)"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo import performance
+from zoo.training import fit, recipe_for, train
+
+BACKEND = keras.backend.backend()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _history(model_name, x, y, fast, epochs=3, batch_size=64):
+    keras.utils.set_random_seed(0)
+    model = zoo.create(model_name)
+    recipe_for(model_name).compile(model)
+    history, settings = fit(
+        model, x, y, batch_size=batch_size, epochs=epochs, seed=1, verbose=0, fast=fast
+    )
+    return history.history, settings, model
+
+
+def _mnist_like(n=300):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype("int32")
+
+
+def test_fast_settings_give_the_plain_paths_loss_curve():
+    x, y = _mnist_like()  # 300 samples: 4 full batches and a partial one per epoch
+    plain, off, plain_model = _history("mnist_mlp", x, y, "off")
+    fast, on, fast_model = _history("mnist_mlp", x, y, "on")
+    assert off.steps_per_execution == 1 and off.pipeline == "pydataset"
+    assert on != off  # something really changed on every backend
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-6)
+    for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_fast_pipeline_feeds_multi_input_multi_output_models():
+    from zoo import datasets
+
+    (x, y), _ = datasets.tickets(n=200, seed=0, num_words=500)
+    x = {k: v for k, v in x.items()}
+
+    def run(fast):
+        keras.utils.set_random_seed(0)
+        model = zoo.create("ticket_router", num_words=500)
+        recipe_for("ticket_router").compile(model)
+        history, _ = fit(model, x, y, batch_size=32, epochs=2, seed=3, verbose=0, fast=fast)
+        return history.history
+
+    plain, fast = run("off"), run("auto")
+    assert set(fast) == set(plain)
+    for key in plain:
+        np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-6)
+
+
+def test_settings_per_backend():
+    on = performance.settings_for("on", steps_per_epoch=5, epochs=1)
+    auto_short = performance.settings_for("auto", steps_per_epoch=10, epochs=2)
+    auto_long = performance.settings_for("auto", steps_per_epoch=1000, epochs=20)
+    off = performance.settings_for("off", steps_per_epoch=1000, epochs=20)
+    assert off == performance.Settings("off", BACKEND)
+    if BACKEND == "tensorflow":
+        assert on.jit_compile is True and on.pipeline == "tf.data"
+        assert on.steps_per_execution == 5  # never more than an epoch
+        assert auto_long.steps_per_execution == performance.STEPS_PER_EXECUTION["tensorflow"]
+    elif BACKEND == "jax":
+        assert on.steps_per_execution == 5 and on.pipeline == "pydataset"
+    else:
+        assert on.torch_compile and not auto_short.torch_compile and auto_long.torch_compile
+        assert on.pipeline == "torch"
+        # convolution models keep the eager step (compiling them did not pay, measured)
+        for name in ("toy_resnet", "conv_autoencoder_nested"):
+            conv = performance.settings_for("on", 5, 1, zoo.create(name))
+            assert not conv.torch_compile and conv.pipeline == "torch"
+        assert performance.settings_for("on", 5, 1, zoo.create("lstm_classifier")).torch_compile
+
+
+def test_bad_fast_is_one_clear_line(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^fast must be one of \['auto', 'off', 'on'\], got 'yes'$"
+    ):
+        performance.settings_for("yes", 1, 1)
+    with pytest.raises(ValueError, match="fast must be one of"):
+        train(epochs=1, out=tmp_path / "run", fast="fastest")
+    assert not (tmp_path / "run").exists()  # nothing half-made
+
+
+def test_train_records_its_speed_settings_and_keeps_the_compile_config(tmp_path):
+    metrics = train(epochs=1, out=tmp_path / "run", verbose=0)
+    expected = performance.settings_for("auto", 18, 1, zoo.create("mnist_mlp")).as_dict()
+    assert metrics["speed_settings"] == expected
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["speed_settings"] == expected
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.steps_per_execution == 1  # the recipe's compile, not the speed settings
+
+
+if BACKEND == "torch":
+
+    def test_a_torch_step_that_fails_to_compile_runs_eagerly(monkeypatch):
+        import torch
+
+        def broken_compile(fn, *args, **kwargs):
+            def fails(*a, **k):
+                raise RuntimeError("inductor exploded\nmore detail")
+
+            return fails
+
+        monkeypatch.setattr(torch, "compile", broken_compile)
+        x, y = _mnist_like(128)
+        plain, _, _ = _history("mnist_mlp", x, y, "off", epochs=1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fast, settings, _ = _history("mnist_mlp", x, y, "on", epochs=1)
+        assert settings.torch_compile
+        messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
+        assert len(messages) == 1 and "RuntimeError: inductor exploded" in messages[0]
+        np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-6)
+
+
+# -- the benchmark's references -----------------------------------------------------------------
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("impl", ["native", "guide"])
+def test_toy_resnet_references_compute_what_the_zoo_computes(impl):
+    result = _benchmark_module()._check(impl, "toy_resnet", BACKEND)
+    assert result["equivalent"], result["check"]
+
+
+def test_benchmark_script_smoke(tmp_path):
+    """benchmark.py end to end for a few steps (numbers are not checked: too few steps)."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmark.py"),
+            "--backend",
+            BACKEND,
+            "--quick",
+            "--models",
+            "mnist_mlp",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["backend"] == BACKEND
+    assert [(r["model"], r["impl"]) for r in report["results"]] == [
+        ("mnist_mlp", "zoo"),
+        ("mnist_mlp", "guide"),
+        ("mnist_mlp", "native"),
+    ]
+    assert all(r["equivalent"] for r in report["results"] if r["impl"] != "zoo")
+    for r in report["results"]:
+        assert r["train_samples_per_s"] > 0 and r["infer_samples_per_s"] > 0
+        assert r["windows"] == 2 and r["peak_rss_mib"] > 0
+    assert f"{BACKEND} mnist_mlp: zoo/native = " in result.stdout
+    assert "| `mnist_mlp` | zoo |" in result.stdout

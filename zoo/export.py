@@ -1,0 +1,183 @@
+"""Export for serving stacks that are not Keras, through Keras's ``model.export``.
+
+``zoo export RUN_DIR --format {savedmodel,onnx}`` (or ``zoo.export.export``) writes
+the artifact, loads it back with the serving stack's own loader (TensorFlow's
+``tf.saved_model.load`` for a SavedModel, ``onnxruntime`` for ONNX), runs it on the
+model's sample inputs and checks its outputs against the Keras model's within
+``atol`` (1e-4 by default). The artifact is written under a temporary name and only
+renamed into place once the check passed.
+
+What works from which backend (``docs/export.md`` has the tested table):
+
+============  =====================================  ======================================
+backend       savedmodel                             onnx
+============  =====================================  ======================================
+tensorflow    yes                                    yes (``tf2onnx``)
+jax           yes (``jax2tf``: needs ``tensorflow``)  yes (``jax2onnx``)
+torch         no: Keras needs ``torch_xla`` for it    yes (``torch.onnx``, ``onnxscript``)
+============  =====================================  ======================================
+
+The export extras install what each path needs: ``pip install "keras-model-zoo[export]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = ["FORMATS", "ExportError", "export", "supported"]
+
+FORMATS = {"savedmodel": "tf_saved_model", "onnx": "onnx"}
+# What each (backend, format) needs beyond the backend, as importable modules.
+_NEEDS = {
+    ("tensorflow", "savedmodel"): [],
+    ("tensorflow", "onnx"): ["tf2onnx", "onnxruntime"],
+    ("jax", "savedmodel"): ["tensorflow"],
+    ("jax", "onnx"): ["jax2onnx", "onnxruntime"],
+    ("torch", "onnx"): ["onnx", "onnxscript", "onnxruntime"],
+}
+_UNSUPPORTED = {
+    ("torch", "savedmodel"): "Keras exports a SavedModel from torch only through torch_xla; "
+    "export to onnx instead, or train under the tensorflow or jax backend",
+}
+
+
+class ExportError(RuntimeError):
+    """An export that could not be made or did not reproduce the model's outputs."""
+
+
+def supported(fmt: str, backend: str | None = None) -> tuple[bool, str]:
+    """``(True, "")`` if ``fmt`` can be exported from ``backend`` here, else
+    ``(False, why)``."""
+    import importlib.util
+
+    backend = backend or keras.backend.backend()
+    if fmt not in FORMATS:
+        return False, f"format must be one of {sorted(FORMATS)}, got {fmt!r}"
+    if (backend, fmt) in _UNSUPPORTED:
+        return False, f"format {fmt!r} from backend {backend!r}: {_UNSUPPORTED[backend, fmt]}"
+    missing = [m for m in _NEEDS[backend, fmt] if importlib.util.find_spec(m) is None]
+    if missing:
+        return False, (
+            f"format {fmt!r} from backend {backend!r} needs {missing}; "
+            'pip install "keras-model-zoo[export]"'
+        )
+    return True, ""
+
+
+def _sample_inputs(model, model_name, batch_size=3, seed=0):
+    """Valid inputs for ``model`` (the registry's sample inputs when it is known)."""
+    from zoo.registry import get_spec
+    from zoo.testing import sample_inputs
+
+    return sample_inputs(model, batch_size, seed, get_spec(model_name) if model_name else None)
+
+
+def _reload_outputs(path: Path, fmt: str, model, inputs) -> list[np.ndarray]:
+    flat = [np.asarray(a) for a in keras.tree.flatten(inputs)]
+    if fmt == "savedmodel":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        if isinstance(inputs, dict):  # Keras exports dict inputs as one dict argument
+            outputs = loaded.serve({k: tf.constant(v) for k, v in inputs.items()})
+        elif len(model.inputs) > 1:
+            outputs = loaded.serve([tf.constant(a) for a in flat])
+        else:
+            outputs = loaded.serve(tf.constant(np.asarray(inputs)))
+        return [np.asarray(o) for o in keras.tree.flatten(outputs)]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    if isinstance(inputs, dict) and set(names) == set(inputs):
+        feed = {n: np.asarray(inputs[n]) for n in names}
+    else:
+        feed = dict(zip(names, flat, strict=True))
+    return [np.asarray(o) for o in session.run(None, feed)]
+
+
+def export(
+    model_or_run: keras.Model | str | os.PathLike,
+    path: str | os.PathLike,
+    fmt: str = "savedmodel",
+    *,
+    model_name: str | None = None,
+    atol: float = 1e-4,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Exports a model (or a finished run's ``model.keras``) to ``path`` as ``fmt``
+    (``"savedmodel"`` or ``"onnx"``), reloads it and checks its outputs.
+
+    Returns:
+        A report: format, backend, path, the inputs' batch size and the largest
+        absolute difference from the Keras model's outputs.
+
+    Raises:
+        ValueError: an unknown format, or a format this backend can't export.
+        ExportError: Keras's export failed, or the reloaded artifact's outputs differ
+            from the model's by more than ``atol`` (nothing is left at ``path``).
+    """
+    backend = keras.backend.backend()
+    ok, why = supported(fmt, backend)
+    if not ok:
+        raise ValueError(why)
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True")
+    if isinstance(model_or_run, keras.Model):
+        model = model_or_run
+        model_name = model_name or getattr(model, "_zoo_model", None)
+    else:
+        run = Path(model_or_run)
+        if not (run / "model.keras").is_file() or not (run / "config.json").is_file():
+            raise ValueError(f"run {str(run)!r} is not a finished run (no model.keras)")
+        model = keras.saving.load_model(run / "model.keras", compile=False)
+        model_name = json.loads((run / "config.json").read_text())["model"]
+    inputs = _sample_inputs(model, model_name)
+    expected = [np.asarray(o) for o in keras.tree.flatten(model.predict(inputs, verbose=0))]
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    artifact = work / ("model.onnx" if fmt == "onnx" else "savedmodel")
+    try:
+        try:
+            model.export(str(artifact), format=FORMATS[fmt], verbose=False)
+        except Exception as e:
+            raise ExportError(
+                f"Keras could not export {model.name!r} as {fmt} from {backend}: "
+                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            ) from e
+        actual = _reload_outputs(artifact, fmt, model, inputs)
+        if len(actual) != len(expected):
+            raise ExportError(
+                f"the {fmt} export has {len(actual)} outputs, the model {len(expected)}"
+            )
+        diff = max(
+            float(np.max(np.abs(a.reshape(e.shape) - e)))
+            for a, e in zip(actual, expected, strict=True)
+        )
+        if not diff <= atol:
+            raise ExportError(
+                f"the reloaded {fmt} export differs from the Keras model by {diff:.2e} "
+                f"(allowed: {atol:.0e}); nothing was written to {str(path)!r}"
+            )
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(artifact, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "format": fmt,
+        "backend": backend,
+        "path": str(path),
+        "batch_size": len(expected[0]),
+        "max_abs_diff": diff,
+    }
