@@ -15,12 +15,13 @@ import nox
 nox.options.sessions = ["tests", "lint"]
 nox.options.error_on_missing_interpreters = True
 
-# What each backend's venv installs, in order. torch comes first and pinned, as a
-# CPU wheel; the package's `torch` extra is then already satisfied.
+# What each backend's venv installs, in order: the backend, the test tools and what
+# `zoo export` needs on it. torch comes first and pinned, as a CPU wheel; the
+# package's `torch` extra is then already satisfied.
 BACKENDS = {
-    "tensorflow": [".[tensorflow-cpu,test]"],
-    "jax": [".[jax,test]"],
-    "torch": ["torch==2.13.0", ".[torch,test]"],
+    "tensorflow": [".[tensorflow-cpu,test,export-tensorflow]"],
+    "jax": [".[jax,test,export-jax]"],
+    "torch": ["torch==2.13.0", ".[torch,test,export-torch]"],
 }
 
 CHECK_BACKEND = """
@@ -49,8 +50,8 @@ def tests(session, backend):
 # On an accelerator machine: JAX's CUDA wheels, and PyTorch's PyPI wheel (which is the
 # CUDA build on Linux x86-64; this repository's CPU machines pin a local CPU wheel).
 GPU_BACKENDS = {
-    "jax": ["jax[cuda12]", ".[jax,test]"],
-    "torch": ["torch==2.13.0", ".[torch,test]"],
+    "jax": ["jax[cuda12]", ".[jax,test,export-jax]"],
+    "torch": ["torch==2.13.0", ".[torch,test,export-torch]"],
 }
 
 CHECK_GPU = """

@@ -13,8 +13,8 @@ What works from which backend (``docs/export.md`` has the tested table):
 backend       savedmodel                             onnx
 ============  =====================================  ======================================
 tensorflow    yes                                    yes (``tf2onnx``)
-jax           yes (``jax2tf``: needs ``tensorflow``)  yes (``jax2onnx``)
-torch         no: Keras needs ``torch_xla`` for it    yes (``torch.onnx``, ``onnxscript``)
+jax           yes (``jax2tf``: needs ``tensorflow``)  yes (``jax2onnx``), except MaxPooling2D
+torch         no: Keras needs ``torch_xla`` for it    yes (``torch.onnx``; variable lengths fixed)
 ============  =====================================  ======================================
 
 The export extras install what each path needs: ``pip install "keras-model-zoo[export]"``.
@@ -31,6 +31,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from zoo.testing import predict_numpy, sample_inputs
 
 __all__ = ["FORMATS", "ExportError", "export", "supported"]
 
@@ -75,9 +77,36 @@ def supported(fmt: str, backend: str | None = None) -> tuple[bool, str]:
 def _sample_inputs(model, model_name, batch_size=3, seed=0):
     """Valid inputs for ``model`` (the registry's sample inputs when it is known)."""
     from zoo.registry import get_spec
-    from zoo.testing import sample_inputs
 
     return sample_inputs(model, batch_size, seed, get_spec(model_name) if model_name else None)
+
+
+def _has_layer(model, cls) -> bool:
+    """Whether ``model`` (or a model nested in it) has a layer of class ``cls``."""
+    return any(
+        isinstance(layer, cls) or _has_layer(layer, cls) for layer in getattr(model, "layers", [])
+    )
+
+
+def _fixed_lengths(model, inputs):
+    """For torch.onnx: the input signature with every variable non-batch length fixed
+    to the sample inputs' (None if there is none). torch.onnx traces the model at one
+    length, and a recurrent layer's loop is unrolled to it, so an artifact marked as
+    taking any length gives wrong outputs at other lengths (measured: 2.8e-2 off
+    for ticket_router); a fixed length is at least stated and checked."""
+    from keras.src.export.export_utils import get_input_signature  # Keras's own signature
+
+    signature = get_input_signature(model)
+    specs, arrays = keras.tree.flatten(signature), keras.tree.flatten(inputs)
+    if all(None not in tuple(s.shape)[1:] for s in specs):
+        return None
+    fixed = [
+        keras.InputSpec(
+            shape=(None, *np.shape(a)[1:]), dtype=s.dtype, name=getattr(s, "name", None)
+        )
+        for s, a in zip(specs, arrays, strict=True)
+    ]
+    return keras.tree.pack_sequence_as(signature, fixed)
 
 
 def _reload_outputs(path: Path, fmt: str, model, inputs) -> list[np.ndarray]:
@@ -141,21 +170,39 @@ def export(
             raise ValueError(f"run {str(run)!r} is not a finished run (no model.keras)")
         model = keras.saving.load_model(run / "model.keras", compile=False)
         model_name = json.loads((run / "config.json").read_text())["model"]
+    if backend == "jax" and fmt == "onnx" and _has_layer(model, keras.layers.MaxPooling2D):
+        raise ValueError(
+            "format 'onnx' from backend 'jax' does not work for a model with MaxPooling2D "
+            f"({model.name!r}): jax2onnx writes a MaxPool node that onnxruntime refuses "
+            "('Unsupported pooling size'); export it as savedmodel, or as onnx under the "
+            "tensorflow or torch backend"
+        )
     inputs = _sample_inputs(model, model_name)
-    expected = [np.asarray(o) for o in keras.tree.flatten(model.predict(inputs, verbose=0))]
+    # A direct call (not predict): Keras's ONNX export wants a model that was called.
+    expected = predict_numpy(model, inputs)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     artifact = work / ("model.onnx" if fmt == "onnx" else "savedmodel")
     try:
+        options, fixed = {}, _fixed_lengths(model, inputs) if backend == "torch" else None
+        if fixed is not None:
+            options["input_signature"] = fixed
         try:
-            model.export(str(artifact), format=FORMATS[fmt], verbose=False)
+            model.export(str(artifact), format=FORMATS[fmt], verbose=False, **options)
         except Exception as e:
             raise ExportError(
                 f"Keras could not export {model.name!r} as {fmt} from {backend}: "
                 f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             ) from e
-        actual = _reload_outputs(artifact, fmt, model, inputs)
+        try:
+            actual = _reload_outputs(artifact, fmt, model, inputs)
+        except Exception as e:
+            loader = "onnxruntime" if fmt == "onnx" else "tf.saved_model.load"
+            raise ExportError(
+                f"the {fmt} export of {model.name!r} from {backend} does not run in {loader}: "
+                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            ) from e
         if len(actual) != len(expected):
             raise ExportError(
                 f"the {fmt} export has {len(actual)} outputs, the model {len(expected)}"
@@ -180,4 +227,8 @@ def export(
         "path": str(path),
         "batch_size": len(expected[0]),
         "max_abs_diff": diff,
+        # inputs whose variable lengths the artifact fixes (torch.onnx), by position
+        "fixed_input_shapes": None
+        if fixed is None
+        else [list(spec.shape) for spec in keras.tree.flatten(fixed)],
     }
