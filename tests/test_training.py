@@ -75,10 +75,12 @@ KILL_SCRIPT = textwrap.dedent(
     from zoo.training import train
 
     class KillMidEpoch(keras.callbacks.Callback):
+        # at a batch end (with steps_per_execution, the first one Keras reports may
+        # be the epoch's last step), always before the epoch ends and is checkpointed
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.epoch == 2 and batch == 5:
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 2 and batch >= 4:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     train("mnist_mlp", epochs=4, out=sys.argv[1], verbose=0, callbacks=[KillMidEpoch()])
@@ -211,8 +213,8 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_cli_says_how_to_resume(tmp_pat
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.epoch == 1 and batch == 3:
+        def on_train_batch_end(self, batch, logs=None):  # within epoch 1, before its end
+            if self.epoch == 1 and batch >= 2:
                 raise KeyboardInterrupt
 
     run = tmp_path / "run"
