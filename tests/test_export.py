@@ -5,15 +5,15 @@ outputs within 1e-4; a combination that can't work is a one-line error.
 ``SUPPORT`` is the table of ``docs/export.md``: each test session installs the export
 extra of its backend, so a format that should work and does not is a failure here."""
 
-import subprocess
-import sys
-
 import keras
 import pytest
 
 import zoo
+from zoo import cli
 from zoo import export as zoo_export
 from zoo.export import ExportError, export, supported
+from zoo.presets import read_metadata
+from zoo.training import train
 
 BACKEND = keras.backend.backend()
 SUPPORT = {
@@ -90,29 +90,18 @@ def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monke
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_export_of_a_run(tmp_path):
+def test_cli_export_and_preset_of_a_run(tmp_path, capsys):
     run, fmt = tmp_path / "run", WORKS[-1]
-    zoo_cli = [sys.executable, "-m", "zoo", "--backend", BACKEND]
-    result = subprocess.run(
-        [*zoo_cli, "train", "--epochs", "1", "--quiet", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    train("mnist_mlp", epochs=1, out=run, verbose=0)
     out = tmp_path / ("model.onnx" if fmt == "onnx" else "served")
-    result = subprocess.run(
-        [*zoo_cli, "export", str(run), "--format", fmt, "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "reloaded outputs match the model's" in result.stdout and out.exists()
-    again = subprocess.run(
-        [*zoo_cli, "export", str(run), "--format", fmt, "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 2 and "exists; pass overwrite=True" in again.stderr
+    assert cli.main(["export", str(run), "--format", fmt, "-o", str(out)]) == 0
+    assert "reloaded outputs match the model's" in capsys.readouterr().out and out.exists()
+    assert cli.main(["export", str(run), "--format", fmt, "-o", str(out)]) == 2
+    assert "exists; pass overwrite=True" in capsys.readouterr().err
+
+    assert cli.main(["preset", str(run), "-o", str(tmp_path / "p")]) == 0
+    assert "wrote preset" in capsys.readouterr().out
+    info = read_metadata(tmp_path / "p")
+    assert info["training"]["epochs"] == 1 and info["dataset"] == "digits"
+    assert cli.main(["preset", str(run), "-o", str(tmp_path / "p")]) == 2
+    assert "exists; pass overwrite=True" in capsys.readouterr().err

@@ -1,12 +1,11 @@
 """Presets: save, restore on any backend, and clear errors for the wrong or a damaged one.
+(``zoo preset RUN -o DIR`` is tested with ``zoo export`` in test_export.py.)
 
 ``tests/presets/`` holds presets saved under another backend (``scripts/make_presets.py``)
 with fixed inputs and the outputs they gave; every backend restores them here."""
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -105,31 +104,3 @@ def test_preset_errors_are_one_clear_line(tmp_path):
     (broken / "config.json").write_text('{"class_name": "NoSuchLayer", "config": {}}')
     with pytest.raises(PresetError, match=r"config\.json does not build a model"):
         zoo.load_preset(broken)
-
-
-def test_cli_preset_from_a_run(tmp_path):
-    run = tmp_path / "run"
-    zoo_train = [sys.executable, "-m", "zoo", "--backend", BACKEND]
-    result = subprocess.run(
-        [*zoo_train, "train", "--epochs", "1", "--quiet", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    result = subprocess.run(
-        [*zoo_train, "preset", str(run), "-o", str(tmp_path / "p")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "wrote preset" in result.stdout
-    assert read_metadata(tmp_path / "p")["training"]["epochs"] == 1
-    again = subprocess.run(
-        [*zoo_train, "preset", str(run), "-o", str(tmp_path / "p")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 2 and "exists; pass overwrite=True" in again.stderr
