@@ -111,3 +111,9 @@ def model_name(value) -> str:
     if not isinstance(value, str) or not value or "/" in value:
         raise ValueError(f"name must be a non-empty string without '/', got {value!r}")
     return value
+
+
+def error_summary(error: BaseException) -> str:
+    """``"TypeName: first line of the message"``, for one-line errors that wrap another."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"

@@ -35,6 +35,15 @@ MODES = ("data",)
 _ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
 
 
+def _check_batch(batch_size, count, what):
+    """Every device must take an equal slice of each global batch."""
+    if batch_size % count:
+        raise ValueError(
+            f"batch_size must be a multiple of the {count} {what} for "
+            f"distribute='data', got {batch_size}"
+        )
+
+
 def _jax_data_parallel(batch_size):
     import jax
 
@@ -42,12 +51,7 @@ def _jax_data_parallel(batch_size):
         keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
         _jax_data_parallel.done = True
     devices = keras.distribution.list_devices()
-    local = jax.local_device_count()
-    if batch_size % local:
-        raise ValueError(
-            f"batch_size must be a multiple of the {local} local devices for "
-            f"distribute='data', got {batch_size}"
-        )
+    _check_batch(batch_size, jax.local_device_count(), "local devices")
     info = {
         "strategy": "keras.distribution.DataParallel",
         "devices": len(devices),
@@ -75,11 +79,7 @@ def _tf_mirrored(batch_size):
 
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    if batch_size % len(devices):
-        raise ValueError(
-            f"batch_size must be a multiple of the {len(devices)} devices for "
-            f"distribute='data', got {batch_size}"
-        )
+    _check_batch(batch_size, len(devices), "devices")
     strategy = tf.distribute.MirroredStrategy(devices)
     info = {
         "strategy": "tf.distribute.MirroredStrategy",

@@ -32,7 +32,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from zoo import _validation as check
 from zoo.testing import predict_numpy, sample_inputs
+from zoo.utils import contains_layer
 
 __all__ = ["FORMATS", "ExportError", "export", "supported"]
 
@@ -79,13 +81,6 @@ def _sample_inputs(model, model_name, batch_size=3, seed=0):
     from zoo.registry import get_spec
 
     return sample_inputs(model, batch_size, seed, get_spec(model_name) if model_name else None)
-
-
-def _has_layer(model, cls) -> bool:
-    """Whether ``model`` (or a model nested in it) has a layer of class ``cls``."""
-    return any(
-        isinstance(layer, cls) or _has_layer(layer, cls) for layer in getattr(model, "layers", [])
-    )
 
 
 def _fixed_lengths(model, inputs):
@@ -170,7 +165,7 @@ def export(
             raise ValueError(f"run {str(run)!r} is not a finished run (no model.keras)")
         model = keras.saving.load_model(run / "model.keras", compile=False)
         model_name = json.loads((run / "config.json").read_text())["model"]
-    if backend == "jax" and fmt == "onnx" and _has_layer(model, keras.layers.MaxPooling2D):
+    if backend == "jax" and fmt == "onnx" and contains_layer(model, keras.layers.MaxPooling2D):
         raise ValueError(
             "format 'onnx' from backend 'jax' does not work for a model with MaxPooling2D "
             f"({model.name!r}): jax2onnx writes a MaxPool node that onnxruntime refuses "
@@ -193,7 +188,7 @@ def export(
         except Exception as e:
             raise ExportError(
                 f"Keras could not export {model.name!r} as {fmt} from {backend}: "
-                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                f"{check.error_summary(e)}"
             ) from e
         try:
             actual = _reload_outputs(artifact, fmt, model, inputs)
@@ -201,7 +196,7 @@ def export(
             loader = "onnxruntime" if fmt == "onnx" else "tf.saved_model.load"
             raise ExportError(
                 f"the {fmt} export of {model.name!r} from {backend} does not run in {loader}: "
-                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                f"{check.error_summary(e)}"
             ) from e
         if len(actual) != len(expected):
             raise ExportError(

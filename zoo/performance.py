@@ -36,6 +36,7 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
+from zoo.utils import contains_layer
 
 __all__ = [
     "MODES",
@@ -96,14 +97,6 @@ _CONV_LAYERS = (
 )
 
 
-def _has_conv(model) -> bool:
-    """Whether ``model`` (or a model nested in it) has a convolution layer."""
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, _CONV_LAYERS) or _has_conv(layer):
-            return True
-    return False
-
-
 def settings_for(
     mode: str, steps_per_epoch: int, epochs: int, model: keras.Model | None = None
 ) -> Settings:
@@ -135,7 +128,7 @@ def settings_for(
         return Settings(mode, backend, steps_per_execution=spe)
     if backend == "torch":
         long_run = mode == "on" or steps_per_epoch * epochs >= TORCH_COMPILE_MIN_STEPS
-        compile_step = long_run and not (model is not None and _has_conv(model))
+        compile_step = long_run and not contains_layer(model, _CONV_LAYERS)
         return Settings(mode, backend, pipeline="torch", torch_compile=compile_step)
     return Settings(mode, backend)
 
@@ -171,10 +164,9 @@ def _compiled_torch_step(model, batch_size):
             return state["compiled"](data)
         except Exception as e:  # compile failures come in many types; eager re-raises real errors
             state["compiled"] = None
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
             warnings.warn(
-                f"torch.compile could not compile the train step ({type(e).__name__}: "
-                f"{message[:200]}); training goes on with the eager step",
+                f"torch.compile could not compile the train step ({check.error_summary(e)[:250]}); "
+                "training goes on with the eager step",
                 stacklevel=2,
             )
             return one_step_on_data(data)

@@ -27,6 +27,7 @@ from typing import Any
 import keras
 
 import zoo
+from zoo import _validation as check
 from zoo._io import sha256_file
 
 __all__ = ["PRESET_FORMAT", "PresetError", "load_preset", "preset_from_run", "save_preset"]
@@ -162,14 +163,14 @@ def load_preset(directory: str | os.PathLike, model_name: str | None = None) -> 
     except Exception as e:  # any parse or build error means the file is not what was saved
         raise PresetError(
             f"preset {str(directory)!r} is damaged: config.json does not build a model "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            f"({check.error_summary(e)})"
         ) from None
     try:
         model.load_weights(directory / "model.weights.h5")
     except Exception as e:
         raise PresetError(
             f"preset {str(directory)!r} is damaged: its weights do not fit its config "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            f"({check.error_summary(e)})"
         ) from None
     model._zoo_model = info["model"]
     return model

@@ -105,3 +105,11 @@ def feature_extractor(model: keras.Model, layer_names=None, name=None) -> keras.
     if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
         inputs = inputs[0]
     return keras.Model(inputs, outputs, name=check.model_name(name or f"{model.name}_features"))
+
+
+def contains_layer(model, classes) -> bool:
+    """Whether ``model``, or a model nested in it, has a layer of one of ``classes``."""
+    return any(
+        isinstance(layer, classes) or contains_layer(layer, classes)
+        for layer in getattr(model, "layers", [])
+    )
