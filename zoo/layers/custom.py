@@ -57,8 +57,14 @@ class CustomRNNCell(layers.Layer):
         self.units = check.positive_int("units", units)
         self.state_size = self.units
         self.output_size = self.units
-        self.projection_1 = layers.Dense(self.units, activation="tanh", name="projection_1")
-        self.projection_2 = layers.Dense(self.units, activation="tanh", name="projection_2")
+        # the cell's own dtype policy (e.g. mixed_float16) for both projections
+        policy = self.dtype_policy
+        self.projection_1 = layers.Dense(
+            self.units, activation="tanh", name="projection_1", dtype=policy
+        )
+        self.projection_2 = layers.Dense(
+            self.units, activation="tanh", name="projection_2", dtype=policy
+        )
 
     def build(self, input_shape):
         self.projection_1.build(input_shape)
@@ -92,9 +98,9 @@ class CustomRNN(layers.RNN):
 
     def __init__(self, units=32, return_sequences=True, **kwargs):
         kwargs.pop("cell", None)
-        super().__init__(
-            CustomRNNCell(units, name="cell"), return_sequences=return_sequences, **kwargs
-        )
+        # keras.layers.RNN does not hand its dtype policy to the cell: give it here
+        cell = CustomRNNCell(units, name="cell", dtype=kwargs.get("dtype"))
+        super().__init__(cell, return_sequences=return_sequences, **kwargs)
         self.units = units
 
     def get_config(self):
@@ -107,11 +113,11 @@ class CustomRNN(layers.RNN):
         return cls(**config)
 
 
-def _classifier_head(units):
+def _classifier_head(units, dtype=None):
     """The guide's functional classifier: (time, units) -> GlobalAveragePooling1D -> Dense(1)."""
     inputs = keras.Input((None, units), name="features")
-    x = layers.GlobalAveragePooling1D(name="average_over_time")(inputs)
-    outputs = layers.Dense(1, name="score")(x)
+    x = layers.GlobalAveragePooling1D(name="average_over_time", dtype=dtype)(inputs)
+    outputs = layers.Dense(1, name="score", dtype=dtype)(x)
     return keras.Model(inputs, outputs, name="classifier_head")
 
 
@@ -138,10 +144,12 @@ class RNNWithFunctionalHead(layers.Layer):
         self.units = check.positive_int("units", units)
         if isinstance(head, dict):
             head = keras.saving.deserialize_keras_object(head)
-        self.head = head if head is not None else _classifier_head(self.units)
+        # the layer's dtype policy for everything it holds (a given head keeps its own)
+        policy = self.dtype_policy
+        self.head = head if head is not None else _classifier_head(self.units, policy)
         if not isinstance(self.head, keras.Model):
             raise ValueError(f"head must be a keras.Model or None, got {type(head).__name__}")
-        self.rnn = CustomRNN(self.units, return_sequences=True, name="rnn")
+        self.rnn = CustomRNN(self.units, return_sequences=True, name="rnn", dtype=policy)
 
     def build(self, input_shape):
         self.rnn.build(input_shape)

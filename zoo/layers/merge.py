@@ -30,6 +30,8 @@ class WeightedAverage(keras.layers.Layer):
                 f"weights must be two or more non-negative numbers with a positive sum, "
                 f"got {weights!r}"
             )
+        self._given = [float(w) for w in values]  # the config keeps them as given, so that
+        # from_config normalizes the same numbers again and the config round-trips exactly
         self.merge_weights = tuple(float(w) for w in values / values.sum())
 
     def call(self, inputs):
@@ -46,4 +48,4 @@ class WeightedAverage(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "weights": list(self.merge_weights)}
+        return {**super().get_config(), "weights": list(self._given)}
