@@ -125,6 +125,7 @@ def _keras_training(impl, model_name, args):
     x, y = _take(_data(model_name, steps * args.batch_size), steps * args.batch_size)
     epochs = 1 + args.windows
     if impl == "zoo":
+        from zoo.rundir import RunDir
         from zoo.training import _StopOnNaN, fit
 
         model = _zoo_model(model_name)
@@ -135,7 +136,7 @@ def _keras_training(impl, model_name, args):
             y,
             batch_size=args.batch_size,
             epochs=epochs,
-            callbacks=[_StopOnNaN(Path(".")), timer],
+            callbacks=[_StopOnNaN(RunDir(".")), timer],
             verbose=0,
             fast=args.fast,
         )

@@ -25,11 +25,11 @@ def usage_snippet(name: str) -> str:
     spec = zoo.describe(name)
     return (
         "import zoo\n"
-        "from zoo.testing import sample_inputs\n"
         "\n"
         f'model = zoo.create("{name}")\n'
         f"assert model.count_params() == {spec.params}\n"
-        f'inputs = sample_inputs(model, batch_size=2, spec=zoo.describe("{name}"))\n'
+        f'assert zoo.identity(model)["name"] == "{name}"  # kept by model.save, too\n'
+        "inputs = zoo.sample_inputs(model, batch_size=2)\n"
         "outputs = model(inputs)\n"
     )
 

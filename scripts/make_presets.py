@@ -21,7 +21,6 @@ import keras
 import numpy as np
 
 import zoo
-from zoo.export import _sample_inputs
 from zoo.training import train
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "presets"
@@ -30,7 +29,7 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "presets"
 def _write_io(model, name, preset):
     """``io.npz``: the inputs (``input`` or ``input:<name>`` per named input) and the
     outputs (``output_<i>``, flattened) they gave."""
-    inputs = _sample_inputs(model, name, batch_size=4, seed=7)
+    inputs = zoo.sample_inputs(model, batch_size=4, seed=7)
     outputs = keras.tree.flatten(model.predict(inputs, verbose=0))
     if isinstance(inputs, dict):
         arrays = {f"input:{k}": np.asarray(v) for k, v in inputs.items()}

@@ -97,11 +97,11 @@ def test_cli_export_and_preset_of_a_run(tmp_path, capsys):
     assert cli.main(["export", str(run), "--format", fmt, "-o", str(out)]) == 0
     assert "reloaded outputs match the model's" in capsys.readouterr().out and out.exists()
     assert cli.main(["export", str(run), "--format", fmt, "-o", str(out)]) == 2
-    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    assert "exists; choose another, or overwrite it (--overwrite" in capsys.readouterr().err
 
     assert cli.main(["preset", str(run), "-o", str(tmp_path / "p")]) == 0
     assert "wrote preset" in capsys.readouterr().out
     info = read_metadata(tmp_path / "p")
     assert info["training"]["epochs"] == 1 and info["dataset"] == "digits"
     assert cli.main(["preset", str(run), "-o", str(tmp_path / "p")]) == 2
-    assert "exists; pass overwrite=True" in capsys.readouterr().err
+    assert "exists; choose another, or overwrite it (--overwrite" in capsys.readouterr().err

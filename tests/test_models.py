@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.testing import CHECKS, ModelChecker, predict_numpy
+from zoo.inputs import predict_numpy
+from zoo.testing import CHECKS, ModelChecker
 
 
 @pytest.mark.parametrize("check", CHECKS)

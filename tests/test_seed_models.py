@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.inputs import predict_numpy
 from zoo.layers import CustomDense, CustomRNN
 from zoo.models.autoencoder import extract_encoder
 from zoo.models.ticket_router import compile_ticket_router, sample_inputs
-from zoo.testing import predict_numpy
 
 GUIDE_PARAMS = {
     "mnist_mlp": 55_050,

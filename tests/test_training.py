@@ -14,6 +14,7 @@ import pytest
 
 from zoo import cli, datasets, training
 from zoo._io import sha256_file
+from zoo.rundir import RunDirError
 from zoo.training import TrainingError, train
 
 BACKEND = keras.backend.backend()
@@ -146,7 +147,7 @@ def test_a_nan_loss_stops_the_run_with_a_message(tmp_path):
 
 def test_another_runs_directory_is_refused(tmp_path):
     train("linear_regression", epochs=2, out=tmp_path / "run", verbose=0)
-    with pytest.raises(TrainingError, match="holds another run"):
+    with pytest.raises(RunDirError, match="holds another run"):
         train("mnist_mlp", epochs=2, out=tmp_path / "run", verbose=0)
 
 
@@ -220,8 +221,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_cli_says_how_to_resume(tmp_pat
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train("mnist_mlp", epochs=3, out=run, verbose=0, callbacks=[CtrlC()])
-    assert (run / "checkpoint" / "training_metadata.json").exists()
-    assert json.loads((run / "checkpoint" / "training_metadata.json").read_text())["epoch"] == 1
+    assert [p.name for p in (run / "checkpoint").iterdir()] == ["epoch-0001.npz"]
     assert not (run / "metrics.json").exists() and not list(run.glob(".*tmp*"))
     resumed = train("mnist_mlp", epochs=3, out=run, verbose=0)  # the same call resumes
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
@@ -236,16 +236,15 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_cli_says_how_to_resume(tmp_pat
 
 def test_a_run_interrupted_while_saving_finishes_without_retraining(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    plot = training._plot_curves
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_plot_curves", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train("mnist_mlp", epochs=3, out=run, verbose=0)
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "_draw_curves", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train("mnist_mlp", epochs=3, out=run, verbose=0)
     assert (run / "checkpoint").is_dir() and not (run / "metrics.json").exists()
-    monkeypatch.setattr(training, "_plot_curves", plot)
 
     class NoTraining(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):

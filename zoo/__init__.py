@@ -17,15 +17,22 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> module that defines it (the one list; __all__ is made from it)
 _EXPORTS = {
     "ModelSpec": "zoo.registry",
-    "create": "zoo.registry",
-    "describe": "zoo.registry",
-    "list_models": "zoo.registry",
+    "Recipe": "zoo.registry",
     "register": "zoo.registry",
+    "register_recipe": "zoo.registry",
+    "create": "zoo.factory",
+    "describe": "zoo.factory",
+    "list_models": "zoo.factory",
+    "load_model": "zoo.factory",
+    "load_preset": "zoo.factory",
+    "identity": "zoo.zoo_model",
+    "ZooModel": "zoo.zoo_model",
+    "sample_inputs": "zoo.inputs",
+    "predict_numpy": "zoo.inputs",
     "save_preset": "zoo.presets",
-    "load_preset": "zoo.presets",
     "preset_from_run": "zoo.presets",
     "check_inputs": "zoo.utils",
     "feature_extractor": "zoo.utils",
@@ -44,77 +51,44 @@ _EXPORTS = {
     "lstm_classifier": "zoo.models.recurrent",
     "custom_rnn_classifier": "zoo.models.recurrent",
     "mixed_api_rnn": "zoo.models.recurrent",
-    "custom_dense_model": "zoo.models.recurrent",
+    "custom_dense_model": "zoo.models.custom",
     "vgg19_features": "zoo.models.vgg",
     "linear_regression": "zoo.models.regression",
     "logistic_regression": "zoo.models.regression",
     "softmax_regression": "zoo.models.regression",
 }
 
-__all__ = [
-    "ModelSpec",
-    "__version__",
-    "check_inputs",
-    "compile_ticket_router",
-    "conv_autoencoder",
-    "conv_decoder",
-    "conv_encoder",
-    "create",
-    "custom_dense_model",
-    "custom_rnn_classifier",
-    "describe",
-    "ensemble",
-    "extract_encoder",
-    "feature_extractor",
-    "linear_regression",
-    "list_models",
-    "load_preset",
-    "logistic_regression",
-    "lstm_classifier",
-    "mixed_api_rnn",
-    "mlp",
-    "preset_from_run",
-    "register",
-    "save_preset",
-    "shared_embedding",
-    "softmax_regression",
-    "text_pair_classifier",
-    "ticket_router",
-    "toy_resnet",
-    "two_branch_regressor",
-    "vgg19_features",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these
+    from zoo.factory import create, describe, list_models, load_model, load_preset
+    from zoo.inputs import predict_numpy, sample_inputs
     from zoo.models.autoencoder import (
         conv_autoencoder,
         conv_decoder,
         conv_encoder,
         extract_encoder,
     )
+    from zoo.models.custom import custom_dense_model
     from zoo.models.ensemble import ensemble
     from zoo.models.mlp import mlp
     from zoo.models.multi_input import two_branch_regressor
-    from zoo.models.recurrent import (
-        custom_dense_model,
-        custom_rnn_classifier,
-        lstm_classifier,
-        mixed_api_rnn,
-    )
+    from zoo.models.recurrent import custom_rnn_classifier, lstm_classifier, mixed_api_rnn
     from zoo.models.regression import linear_regression, logistic_regression, softmax_regression
     from zoo.models.resnet import toy_resnet
     from zoo.models.text import shared_embedding, text_pair_classifier
     from zoo.models.ticket_router import compile_ticket_router, ticket_router
     from zoo.models.vgg import vgg19_features
-    from zoo.presets import load_preset, preset_from_run, save_preset
-    from zoo.registry import ModelSpec, create, describe, list_models, register
+    from zoo.presets import preset_from_run, save_preset
+    from zoo.registry import ModelSpec, Recipe, register, register_recipe
     from zoo.utils import check_inputs, feature_extractor
+    from zoo.zoo_model import ZooModel, identity
 
 
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    importlib.import_module("zoo.models")  # registers every model family
+    importlib.import_module("zoo.factory")._load_builtin_models()  # registers every family
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value

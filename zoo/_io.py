@@ -10,16 +10,28 @@ from pathlib import Path
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Calls ``write(tmp)`` on a temporary path beside ``path`` (same suffix, so tools
-    that go by the suffix, like Keras's ``.keras`` saving, accept it), then renames
-    it to ``path``. An error or interruption leaves ``path`` as it was."""
+    that go by the suffix, like Keras's ``.keras`` saving, accept it), flushes it to
+    disk and renames it to ``path``. An error or interruption (a full disk included)
+    leaves ``path`` as it was and no temporary file behind."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flushes a written file's data to disk (so a rename after it never exposes an
+    empty or partial file after a crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -29,6 +41,11 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """The hex sha256 of a string's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def keras_home() -> Path:

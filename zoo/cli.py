@@ -39,6 +39,9 @@ def use_backend(backend: str | None) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="Keras 3 model zoo.")
     add_backend_argument(parser)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error, not one line"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", help="shell wildcard, e.g. '*mlp*'")
@@ -46,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = commands.add_parser("summary", help="build a model and print its Keras summary")
     p.add_argument("name")
+    p = commands.add_parser(
+        "inputs",
+        help="write valid sample inputs for a model (.npy, or .npz by input name)",
+        description="Writes sample inputs for a registered model or a run's model "
+        "(zoo.sample_inputs): a .npy array for a one-input model, an .npz of arrays by "
+        "input name otherwise; `zoo predict` takes either.",
+    )
+    p.add_argument("name", help="a registered model name, or a finished run's directory")
+    p.add_argument("-o", "--output", required=True, help="output file (written as given)")
+    p.add_argument("--batch-size", type=int, default=3, help="how many samples (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the values")
     p = commands.add_parser("plot", help="write a model's diagram (needs graphviz)")
     p.add_argument("name")
     p.add_argument("-o", "--output", required=True, help="image file, e.g. model.png")
@@ -82,10 +96,25 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="evaluate a finished run on its test split")
     p.add_argument("run")
     p.add_argument("--dataset", help="another dataset the model's recipe takes")
-    p = commands.add_parser("predict", help="run a finished run's model on a .npy file")
+    p = commands.add_parser(
+        "predict",
+        help="run a finished run's model on a .npy file",
+        description="Runs RUN/model.keras on INPUT and writes its outputs to exactly the "
+        "path given with -o: one array (numpy.save format) for a one-output model, or an "
+        ".npz of arrays by output name. NaN, inf and complex inputs are refused.",
+    )
     p.add_argument("run")
-    p.add_argument("input", help="input .npy file (one array, batch first)")
-    p.add_argument("-o", "--output", required=True, help="output .npy file")
+    p.add_argument(
+        "input",
+        help="input file: a .npy array (batch first), or an .npz of arrays by input name "
+        "for a model with several inputs",
+    )
+    p.add_argument("-o", "--output", required=True, help="output file (written as given)")
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="predict even when the input holds NaN or inf values",
+    )
     p = commands.add_parser(
         "export",
         help="export a finished run's model (SavedModel or ONNX), reloaded and checked",
@@ -108,52 +137,68 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The error as one line: an OSError names its file and what went wrong."""
+    if isinstance(err, OSError) and err.strerror and not isinstance(err, FileExistsError):
+        where = f"{err.filename!r}: " if err.filename else ""
+        text = f"{where}{err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     use_backend(args.backend)
+    try:
+        return _run(args)
+    except (ValueError, RuntimeError, OSError) as err:  # every expected failure
+        if args.debug:
+            raise
+        print(f"zoo: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     import zoo  # imported only now, after the backend is set
 
-    try:
-        if args.command == "list":
-            for name in zoo.list_models(args.pattern):
-                print(f"{name:24s} {zoo.describe(name).summary}")
-        elif args.command == "describe":
-            print(json.dumps(zoo.describe(args.name).as_dict(), indent=2, default=str))
-        elif args.command == "summary":
-            import keras
+    if args.command == "list":
+        for name in zoo.list_models(args.pattern):
+            print(f"{name:24s} {zoo.describe(name).summary}")
+    elif args.command == "describe":
+        print(json.dumps(zoo.describe(args.name).as_dict(), indent=2, default=str))
+    elif args.command == "summary":
+        import keras
 
-            model = zoo.create(args.name)
-            model.summary()
-            print(f"backend: {keras.backend.backend()}, parameters: {model.count_params():,}")
-        elif args.command == "plot":
-            from zoo.plotting import plot
+        model = zoo.create(args.name)
+        model.summary()
+        print(f"backend: {keras.backend.backend()}, parameters: {model.count_params():,}")
+    elif args.command == "inputs":
+        _inputs(args)
+    elif args.command == "plot":
+        from zoo.plotting import plot
 
-            print(f"wrote {plot(args.name, args.output)}")
-        elif args.command == "train":
-            return _train(args)
-        elif args.command == "evaluate":
-            from zoo.training import evaluate
+        print(f"wrote {plot(args.name, args.output)}")
+    elif args.command == "train":
+        return _train(args)
+    elif args.command == "evaluate":
+        from zoo.training import evaluate
 
-            print(json.dumps(evaluate(args.run, args.dataset), indent=2))
-        elif args.command == "predict":
-            _predict(args)
-        elif args.command == "export":
-            from zoo.export import export
+        print(json.dumps(evaluate(args.run, args.dataset), indent=2))
+    elif args.command == "predict":
+        _predict(args)
+    elif args.command == "export":
+        from zoo.export import export
 
-            report = export(args.run, args.output, args.format, overwrite=args.overwrite)
-            print(
-                f"wrote {report['path']} ({args.format}); reloaded outputs match the model's "
-                f"within {report['max_abs_diff']:.1e}"
-            )
-        elif args.command == "preset":
-            from zoo.presets import preset_from_run
+        report = export(args.run, args.output, args.format, overwrite=args.overwrite)
+        print(
+            f"wrote {report['path']} ({args.format}); reloaded outputs match the model's "
+            f"within {report['max_abs_diff']:.1e}"
+        )
+    elif args.command == "preset":
+        from zoo.presets import preset_from_run
 
-            print(
-                f"wrote preset {preset_from_run(args.run, args.output, overwrite=args.overwrite)}"
-            )
-    except (ValueError, RuntimeError, FileExistsError) as err:
-        print(f"zoo: error: {err}", file=sys.stderr)
-        return 2
+        print(f"wrote preset {preset_from_run(args.run, args.output, overwrite=args.overwrite)}")
     return 0
 
 
@@ -162,8 +207,8 @@ def _train(args) -> int:
 
     from zoo import training
 
-    dataset = args.dataset or training.recipe_for(args.name).datasets[0]
-    out = args.out or training.default_run_dir(args.name, dataset, args.seed)
+    dataset = training.recipe_for(args.name).datasets[0] if args.dataset is None else args.dataset
+    out = training.default_run_dir(args.name, dataset, args.seed) if args.out is None else args.out
     print(f"training {args.name} on {dataset} with backend {keras.backend.backend()} -> {out}")
     try:
         metrics = training.train(
@@ -190,6 +235,96 @@ def _train(args) -> int:
     return 0
 
 
+def _save_arrays(path: str, arrays) -> None:
+    """Writes one array (numpy.save) or a dict of arrays (numpy.savez) to exactly
+    ``path``, atomically (nothing is left at ``path`` or beside it on failure)."""
+    import numpy as np
+
+    from zoo._io import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: numpy adds no suffix to the name
+            if isinstance(arrays, dict):
+                np.savez(f, **arrays)
+            else:
+                np.save(f, arrays)
+
+    atomic_write(path, write)
+
+
+def _output_path(value: str):
+    from pathlib import Path
+
+    output = Path(value)
+    if output.is_dir():
+        raise ValueError(f"output {value!r} is a directory; give a file path with -o")
+    if not output.parent.is_dir():
+        raise ValueError(f"output {value!r}: folder {str(output.parent)!r} does not exist")
+    return output
+
+
+def _inputs(args) -> None:
+    from pathlib import Path
+
+    import zoo
+
+    output = _output_path(args.output)
+    if Path(args.name).is_dir():
+        from zoo.rundir import RunDir
+
+        run = RunDir(args.name)
+        run.finished_record()
+        model = zoo.load_model(run.model_path, compile=False)
+    else:
+        model = zoo.create(args.name)
+    arrays = zoo.sample_inputs(model, args.batch_size, args.seed)
+    _save_arrays(output, arrays)
+    shapes = arrays if isinstance(arrays, dict) else {"": arrays}
+    print(
+        f"wrote {output}: "
+        + ", ".join(f"{k} {a.shape} {a.dtype}".strip() for k, a in shapes.items())
+    )
+
+
+def _read_inputs(path: str):
+    """The arrays of a .npy file (one array) or an .npz file (arrays by input name)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    return {k: loaded[k] for k in loaded.files}
+            return loaded
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"input {path!r} is not a numpy .npy or .npz file of plain arrays "
+            f"({type(err).__name__}: {str(err)[:100]}); write it with numpy.save"
+        ) from None
+
+
+def _check_values(path: str, inputs, allow_nonfinite: bool) -> None:
+    """Refuses complex inputs, and NaN or inf unless ``allow_nonfinite``."""
+    import numpy as np
+
+    arrays = inputs if isinstance(inputs, dict) else {"": inputs}
+    for key, array in arrays.items():
+        what = f"input {path!r}" + (f" array {key!r}" if key else "")
+        if np.iscomplexobj(array):
+            raise ValueError(f"{what} is complex ({array.dtype}); the model takes real numbers")
+        if array.dtype.kind == "f" and not allow_nonfinite:
+            bad = ~np.isfinite(array)
+            if bad.any():
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"{what} holds {int(bad.sum())} NaN or inf value(s), the first at index "
+                    f"{first}; clean the data, or pass --allow-nonfinite to predict anyway"
+                )
+
+
 def _predict(args) -> None:
     from pathlib import Path
 
@@ -197,17 +332,31 @@ def _predict(args) -> None:
     import numpy as np
 
     import zoo
-    from zoo._io import atomic_write
+    from zoo.rundir import RunDir
 
-    model_path = Path(args.run) / "model.keras"
-    if not model_path.exists():
-        raise ValueError(f"run {args.run!r} has no model.keras (is it a finished run?)")
-    try:
-        inputs = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"input {args.input!r} is not a readable .npy file: {err}") from None
-    model = keras.saving.load_model(model_path)
+    output = _output_path(args.output)
+    run = RunDir(args.run)
+    run.finished_record()
+    if not Path(args.input).is_file():
+        raise ValueError(f"input {args.input!r} does not exist")
+    inputs = _read_inputs(args.input)
+    _check_values(args.input, inputs, args.allow_nonfinite)
+    model = zoo.load_model(run.model_path, compile=False)
     zoo.check_inputs(model, inputs)
-    outputs = model.predict(inputs, verbose=0)
-    output = atomic_write(args.output, lambda tmp: np.save(tmp, outputs))
-    print(f"wrote {output}: {outputs.shape} {outputs.dtype}")
+    n = len(keras.tree.flatten(inputs)[0])
+    names = list(model.output_names)  # the output layers' names, in output order
+    if n == 0:  # Keras's predict can't run on no samples; the outputs are empty arrays
+        outputs = [
+            np.zeros((0, *(0 if d is None else d for d in o.shape[1:])), "float32")
+            for o in model.outputs
+        ]
+    else:
+        outputs = [np.asarray(o) for o in keras.tree.flatten(model.predict(inputs, verbose=0))]
+
+    _save_arrays(
+        output, outputs[0] if len(outputs) == 1 else dict(zip(names, outputs, strict=True))
+    )
+    shapes = ", ".join(
+        f"{name} {o.shape} {o.dtype}" for name, o in zip(names, outputs, strict=True)
+    )
+    print(f"wrote {output}: {shapes}")

@@ -28,6 +28,10 @@ __all__ = [
     "tickets",
 ]
 
+#: The guide's ticket task: vocabulary size, number of tags, number of departments
+#: (``tickets`` makes it; ``zoo.models.ticket_router`` defaults to it).
+TICKET_WORDS, TICKET_TAGS, TICKET_DEPARTMENTS = 10_000, 12, 4
+
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
 
@@ -162,9 +166,9 @@ def study_hours():
 def tickets(
     n=4000,
     seed=0,
-    num_words=10_000,
-    num_tags=12,
-    num_departments=4,
+    num_words=TICKET_WORDS,
+    num_tags=TICKET_TAGS,
+    num_departments=TICKET_DEPARTMENTS,
     title_len=10,
     body_len=40,
     test_fraction=0.2,
@@ -266,7 +270,15 @@ DATASETS = {
 
 
 def load(name: str, **kwargs):
-    """Loads the dataset ``name`` (one of ``DATASETS``) with ``kwargs``."""
+    """Loads the dataset ``name`` (one of ``DATASETS``) with ``kwargs`` as
+    ``(x_train, y_train), (x_test, y_test)``. A dataset with no test split of its own
+    (``study_hours``: the tutorial's 9 points) gives its data as both."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
-    return DATASETS[name](**kwargs)
+    data = DATASETS[name](**kwargs)
+    if name in _NO_TEST_SPLIT:
+        return data, data
+    return data
+
+
+_NO_TEST_SPLIT = {"study_hours"}

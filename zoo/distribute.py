@@ -26,13 +26,56 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import keras
 
-__all__ = ["MODES", "distribution"]
+__all__ = ["MODES", "DistPlan", "plan"]
 
 MODES = ("data",)
 _ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
+
+
+@dataclass
+class DistPlan:
+    """How a run is spread over devices and processes (None of it for one device).
+
+    Attributes:
+        strategy: the engine, e.g. ``"keras.distribution.DataParallel"``; None: one device.
+        devices: how many devices take a slice of every batch.
+        processes: how many processes share every batch.
+        process_index: this process's index among them.
+        even_batches: every batch (the last included) must split evenly over the devices:
+            the training path trims the training and validation splits to a multiple of
+            ``devices`` and evaluates the test split on one device.
+        dropped_samples: what that trimming dropped, per split (for metrics.json).
+    """
+
+    strategy: str | None = None
+    devices: int = 1
+    processes: int = 1
+    process_index: int = 0
+    even_batches: bool = False
+    dropped_samples: dict[str, int] = field(default_factory=dict)
+    _scope: Callable[[], contextlib.AbstractContextManager] = field(
+        default=contextlib.nullcontext, repr=False
+    )
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        """The context under which the model is built, compiled and trained."""
+        return self._scope()
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """``(index, count)`` of this process when several processes share each batch."""
+        return (self.process_index, self.processes) if self.processes > 1 else None
+
+    def as_dict(self) -> dict | None:
+        """What metrics.json records (None for one device)."""
+        if self.strategy is None:
+            return None
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
 def _check_batch(batch_size, count, what):
@@ -44,7 +87,7 @@ def _check_batch(batch_size, count, what):
         )
 
 
-def _jax_data_parallel(batch_size):
+def _jax_data_parallel(batch_size) -> DistPlan:
     import jax
 
     if os.environ.get(_ENV[1], "1") != "1" and not getattr(_jax_data_parallel, "done", False):
@@ -52,56 +95,46 @@ def _jax_data_parallel(batch_size):
         _jax_data_parallel.done = True
     devices = keras.distribution.list_devices()
     _check_batch(batch_size, jax.local_device_count(), "local devices")
-    info = {
-        "strategy": "keras.distribution.DataParallel",
-        "devices": len(devices),
-        "processes": jax.process_count(),
-        "process_index": jax.process_index(),
-        # JAX shards every batch evenly: the training path trims the training and
-        # validation data to a multiple of the devices and evaluates on one device
-        "even_batches": True,
-    }
 
     @contextlib.contextmanager
     def scope():
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         try:
-            yield info
+            yield
         finally:
             keras.distribution.set_distribution(previous)
 
-    return scope()
+    return DistPlan(
+        strategy="keras.distribution.DataParallel",
+        devices=len(devices),
+        processes=jax.process_count(),
+        process_index=jax.process_index(),
+        even_batches=True,  # JAX shards every batch evenly
+        _scope=scope,
+    )
 
 
-def _tf_mirrored(batch_size):
+def _tf_mirrored(batch_size) -> DistPlan:
     import tensorflow as tf
 
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     _check_batch(batch_size, len(devices), "devices")
     strategy = tf.distribute.MirroredStrategy(devices)
-    info = {
-        "strategy": "tf.distribute.MirroredStrategy",
-        "devices": len(devices),
-        "processes": 1,
-        "process_index": 0,
-        "even_batches": False,  # TensorFlow splits a last, smaller batch by itself
-    }
-
-    @contextlib.contextmanager
-    def scope():
-        with strategy.scope():
-            yield info
-
-    return scope()
+    return DistPlan(
+        strategy="tf.distribute.MirroredStrategy",
+        devices=len(devices),
+        even_batches=False,  # TensorFlow splits a last, smaller batch by itself
+        _scope=strategy.scope,
+    )
 
 
-def distribution(mode: str | None, batch_size: int):
-    """A context manager for ``mode`` (None: one device) under which the model is
-    built, compiled and trained; it yields a dict describing the devices (or None)."""
+def plan(mode: str | None, batch_size: int) -> DistPlan:
+    """The distribution plan for ``mode`` (None: one device). Bad settings are refused
+    here, before any file is written."""
     if mode is None:
-        return contextlib.nullcontext(None)
+        return DistPlan()
     if mode not in MODES:
         raise ValueError(f"distribute must be one of {list(MODES)} or None, got {mode!r}")
     backend = keras.backend.backend()

@@ -17,12 +17,12 @@ jax           yes (``jax2tf``: needs ``tensorflow``)  yes (``jax2onnx``), except
 torch         no: Keras needs ``torch_xla`` for it    yes (``torch.onnx``; variable lengths fixed)
 ============  =====================================  ======================================
 
-The export extras install what each path needs: ``pip install "keras-model-zoo[export]"``.
+The export extras install what each path needs: ``pip install
+"keras-model-zoo[export-tensorflow]"`` (or ``export-jax``, ``export-torch``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -33,7 +33,8 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
-from zoo.testing import predict_numpy, sample_inputs
+from zoo.factory import load_model
+from zoo.inputs import predict_numpy, sample_inputs
 from zoo.utils import contains_layer
 
 __all__ = ["FORMATS", "ExportError", "export", "supported"]
@@ -71,16 +72,9 @@ def supported(fmt: str, backend: str | None = None) -> tuple[bool, str]:
     if missing:
         return False, (
             f"format {fmt!r} from backend {backend!r} needs {missing}; "
-            'pip install "keras-model-zoo[export]"'
+            f'pip install "keras-model-zoo[export-{backend}]"'
         )
     return True, ""
-
-
-def _sample_inputs(model, model_name, batch_size=3, seed=0):
-    """Valid inputs for ``model`` (the registry's sample inputs when it is known)."""
-    from zoo.registry import get_spec
-
-    return sample_inputs(model, batch_size, seed, get_spec(model_name) if model_name else None)
 
 
 def _fixed_lengths(model, inputs):
@@ -89,9 +83,14 @@ def _fixed_lengths(model, inputs):
     length, and a recurrent layer's loop is unrolled to it, so an artifact marked as
     taking any length gives wrong outputs at other lengths (measured: 2.8e-2 off
     for ticket_router); a fixed length is at least stated and checked."""
-    from keras.src.export.export_utils import get_input_signature  # Keras's own signature
-
-    signature = get_input_signature(model)
+    # Keras's own export signature of a functional model: one argument, the model's
+    # input structure, with every batch axis free.
+    signature = [
+        keras.tree.map_structure(
+            lambda t: keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=t.name),
+            model.input,
+        )
+    ]
     specs, arrays = keras.tree.flatten(signature), keras.tree.flatten(inputs)
     if all(None not in tuple(s.shape)[1:] for s in specs):
         return None
@@ -133,7 +132,6 @@ def export(
     path: str | os.PathLike,
     fmt: str = "savedmodel",
     *,
-    model_name: str | None = None,
     atol: float = 1e-4,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -155,16 +153,18 @@ def export(
         raise ValueError(why)
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True")
+        raise FileExistsError(
+            f"path {str(path)!r} exists; choose another, or overwrite it "
+            "(--overwrite, or overwrite=True)"
+        )
     if isinstance(model_or_run, keras.Model):
         model = model_or_run
-        model_name = model_name or getattr(model, "_zoo_model", None)
     else:
-        run = Path(model_or_run)
-        if not (run / "model.keras").is_file() or not (run / "config.json").is_file():
-            raise ValueError(f"run {str(run)!r} is not a finished run (no model.keras)")
-        model = keras.saving.load_model(run / "model.keras", compile=False)
-        model_name = json.loads((run / "config.json").read_text())["model"]
+        from zoo.rundir import RunDir
+
+        run = RunDir(model_or_run)
+        run.finished_record()
+        model = load_model(run.model_path, compile=False)
     if backend == "jax" and fmt == "onnx" and contains_layer(model, keras.layers.MaxPooling2D):
         raise ValueError(
             "format 'onnx' from backend 'jax' does not work for a model with MaxPooling2D "
@@ -172,7 +172,7 @@ def export(
             "('Unsupported pooling size'); export it as savedmodel, or as onnx under the "
             "tensorflow or torch backend"
         )
-    inputs = _sample_inputs(model, model_name)
+    inputs = sample_inputs(model, 3)  # the model's own sampler when it is a zoo model
     # A direct call (not predict): Keras's ONNX export wants a model that was called.
     expected = predict_numpy(model, inputs)
 

@@ -97,6 +97,13 @@ _CONV_LAYERS = (
 )
 
 
+def _steps_per_execution(most: int, steps_per_epoch: int) -> int:
+    """The largest divisor of ``steps_per_epoch`` up to ``most``: Keras's progress bar
+    counts whole executions, so one that does not divide the epoch showed e.g. ``24/18``
+    at the end of an 18-step epoch with 8 steps per execution."""
+    return max(d for d in range(1, min(most, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
 def settings_for(
     mode: str, steps_per_epoch: int, epochs: int, model: keras.Model | None = None
 ) -> Settings:
@@ -121,10 +128,10 @@ def settings_for(
             # variable is mirrored, which the dataset function can't read) and the
             # PyDataset with XLA and steps_per_execution hung: Keras's plain fit runs.
             return Settings(mode, backend)
-        spe = max(1, min(STEPS_PER_EXECUTION[backend], steps_per_epoch))
+        spe = _steps_per_execution(STEPS_PER_EXECUTION[backend], steps_per_epoch)
         return Settings(mode, backend, True, spe, "tf.data")
     if backend == "jax":
-        spe = max(1, min(STEPS_PER_EXECUTION[backend], steps_per_epoch))
+        spe = _steps_per_execution(STEPS_PER_EXECUTION[backend], steps_per_epoch)
         return Settings(mode, backend, steps_per_execution=spe)
     if backend == "torch":
         long_run = mode == "on" or steps_per_epoch * epochs >= TORCH_COMPILE_MIN_STEPS
@@ -136,6 +143,8 @@ def settings_for(
 def apply(model: keras.Model, settings: Settings, batch_size: int) -> None:
     """Sets ``settings`` on a compiled ``model`` for its next ``fit``. The model's
     compile config (what ``model.save`` writes) is left as it was compiled."""
+    # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
+    # functions to None, so that the next fit makes them again with these settings.
     if settings.jit_compile is not None:
         model.jit_compile = settings.jit_compile
     model.steps_per_execution = settings.steps_per_execution

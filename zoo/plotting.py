@@ -44,7 +44,7 @@ def plot(model, path: str | os.PathLike, show_shapes: bool = True, dpi: int = 72
     if not plotting_available():
         raise RuntimeError(INSTALL_HINT)
     if isinstance(model, str):
-        from zoo.registry import create
+        from zoo.factory import create
 
         model = create(model)
     return atomic_write(

@@ -1,8 +1,13 @@
-"""The model registry: registered name -> a builder plus its default config.
+"""The model registry: registered name -> a builder, its default config and its recipe.
+
+The lowest layer of the zoo: it imports nothing of the zoo (nor Keras), like timm's
+``_registry.py`` or torchvision's ``_api.py``. Model modules call ``register`` (and
+``register_recipe``) at import time; ``zoo.factory`` loads the built-in model modules
+and builds models from the specs kept here.
 
 A registered name is a *variant*: one builder family (``mlp``) with a config
-(``input_shape=(784,), hidden_units=(64, 64), num_classes=10``), in the spirit
-of timm's ``vgg16`` over ``_create_vgg`` and torchvision's ``get_model``.
+(``input_shape=(784,), hidden_units=(64, 64), num_classes=10``), in the spirit of
+timm's ``vgg16`` over ``_create_vgg`` and torchvision's ``get_model``.
 """
 
 from __future__ import annotations
@@ -10,15 +15,21 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-import os
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import keras
-
-__all__ = ["ModelSpec", "create", "describe", "get_spec", "list_models", "register"]
+__all__ = [
+    "ModelSpec",
+    "Recipe",
+    "get_recipe",
+    "get_spec",
+    "recipe_names",
+    "register",
+    "register_recipe",
+    "registered_names",
+]
 
 
 @dataclass(frozen=True)
@@ -29,25 +40,25 @@ class ModelSpec:
         name: the registered name, lowercase snake_case.
         builder: the function that builds the model from keyword arguments.
         config: the full default config: the builder's defaults overridden by the
-            variant's own settings. ``create(name)`` is ``builder(**config)``.
+            variant's own settings. ``zoo.create(name)`` is ``builder(**config)``.
         params: the expected total parameter count at the default config.
         section: the seed section (guide or tutorial) this model reproduces.
         summary: one line saying what the model is.
         sample_inputs: optional ``f(model, batch_size, rng) -> inputs`` giving valid
             example inputs, for models whose inputs need values in a range the
-            generic sampler in ``zoo.testing`` cannot guess.
-        golden_overrides: config overrides for the golden files, to keep them small
-            for large models (e.g. a smaller vocabulary); the same architecture.
+            generic sampler in ``zoo.inputs`` cannot guess.
+        small_config: config overrides giving a small model of the same architecture
+            (e.g. a smaller vocabulary), for quick examples and the golden files.
     """
 
     name: str
-    builder: Callable[..., keras.Model]
+    builder: Callable[..., Any]
     config: Mapping[str, Any]
     params: int
     section: str
     summary: str
     sample_inputs: Callable[..., Any] | None = field(default=None, repr=False)
-    golden_overrides: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    small_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def builder_name(self) -> str:
@@ -62,15 +73,45 @@ class ModelSpec:
             "params": self.params,
             "section": self.section,
             "summary": self.summary,
+            "recipe": get_recipe(self.name).as_dict() if self.name in _RECIPES else None,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """How a registered model trains by default (``zoo train NAME``).
+
+    Attributes:
+        compile: ``f(model)`` compiling it (optimizer, losses, metrics).
+        datasets: the datasets (``zoo.datasets``) it can train on, the default first.
+        epochs: default epochs per dataset.
+        batch_size: default batch size.
+        targets_are_inputs: train to reconstruct the inputs (autoencoders).
+        validation_split: share of the training data held out for validation.
+        dataset_kwargs: extra arguments per dataset (e.g. a sample shape).
+    """
+
+    compile: Callable[[Any], None]
+    datasets: tuple[str, ...]
+    epochs: Mapping[str, int]
+    batch_size: int = 64
+    targets_are_inputs: bool = False
+    validation_split: float = 0.2
+    dataset_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "compile": f"{self.compile.__module__}.{self.compile.__qualname__}",
+            "datasets": list(self.datasets),
+            "epochs": dict(self.epochs),
+            "batch_size": self.batch_size,
+            "targets_are_inputs": self.targets_are_inputs,
+            "validation_split": self.validation_split,
         }
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-
-
-def _load_builtin_models() -> None:
-    """Imports the built-in model families (which register themselves) on first use."""
-    import zoo.models  # noqa: F401
+_RECIPES: dict[str, Recipe] = {}
 
 
 def _builder_defaults(builder: Callable) -> dict[str, Any]:
@@ -85,14 +126,14 @@ def _builder_defaults(builder: Callable) -> dict[str, Any]:
 
 def register(
     name: str,
-    builder: Callable[..., keras.Model] | None = None,
+    builder: Callable[..., Any] | None = None,
     *,
     params: int,
     section: str,
     summary: str,
     config: Mapping[str, Any] | None = None,
     sample_inputs: Callable[..., Any] | None = None,
-    golden_overrides: Mapping[str, Any] | None = None,
+    small_config: Mapping[str, Any] | None = None,
 ):
     """Registers ``name`` as ``builder`` with a default config.
 
@@ -108,8 +149,8 @@ def register(
         summary: one line saying what the model is.
         config: keyword arguments that make this variant; the builder's own
             defaults fill in the rest.
-        sample_inputs: optional ``f(model, batch_size, rng) -> inputs`` for the harness.
-        golden_overrides: config overrides used for the golden files only.
+        sample_inputs: optional ``f(model, batch_size, rng) -> inputs`` (``zoo.inputs``).
+        small_config: overrides giving a small model of the same architecture.
 
     Example:
         >>> import zoo
@@ -118,14 +159,14 @@ def register(
         ...     params=58, section="example", summary="A tiny MLP.")  # doctest: +SKIP
     """
 
-    def decorator(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
             raise ValueError(f"name must be a lowercase snake_case identifier, got {name!r}")
         if name in _REGISTRY:
             raise ValueError(f"name {name!r} is already registered")
         defaults = _builder_defaults(fn)
         variant = dict(config or {})
-        unknown = sorted((set(variant) | set(golden_overrides or {})) - set(defaults))
+        unknown = sorted((set(variant) | set(small_config or {})) - set(defaults))
         if unknown:
             raise ValueError(
                 f"config for {name!r} has unknown keys {unknown}; "
@@ -139,25 +180,31 @@ def register(
             section=section,
             summary=summary,
             sample_inputs=sample_inputs,
-            golden_overrides=types.MappingProxyType(dict(golden_overrides or {})),
+            small_config=types.MappingProxyType(dict(small_config or {})),
         )
         return fn
 
     return decorator if builder is None else decorator(builder)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Returns the sorted registered names, optionally filtered by a shell wildcard.
+def register_recipe(name: str, recipe: Recipe) -> Recipe:
+    """Registers ``recipe`` as how the registered model ``name`` trains by default
+    (call it beside the model's ``register``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"register model {name!r} before its recipe")
+    if name in _RECIPES:
+        raise ValueError(f"model {name!r} already has a recipe")
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe must be a zoo.registry.Recipe, got {type(recipe).__name__}")
+    missing = [d for d in recipe.datasets if d not in recipe.epochs]
+    if not recipe.datasets or missing:
+        raise ValueError(f"recipe for {name!r} needs epochs for every dataset; missing {missing}")
+    _RECIPES[name] = recipe
+    return recipe
 
-    Args:
-        pattern: an ``fnmatch`` pattern such as ``"*mlp*"``; None lists all.
 
-    Example:
-        >>> import zoo
-        >>> zoo.list_models("*regression")
-        ['linear_regression', 'logistic_regression', 'softmax_regression']
-    """
-    _load_builtin_models()
+def registered_names(pattern: str | None = None) -> list[str]:
+    """The sorted names registered so far, optionally filtered by a shell wildcard."""
     names = sorted(_REGISTRY)
     if pattern is None:
         return names
@@ -167,8 +214,8 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Returns the ``ModelSpec`` of a registered name, or raises ``ValueError``."""
-    _load_builtin_models()
+    """Returns the ``ModelSpec`` of a registered name, or raises a one-line ``ValueError``
+    with close matches."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
@@ -180,56 +227,16 @@ def get_spec(name: str) -> ModelSpec:
     )
 
 
-def describe(name: str) -> ModelSpec:
-    """Returns what the registry knows about ``name``: builder, config, parameter
-    count, seed section and summary.
-
-    Example:
-        >>> import zoo
-        >>> zoo.describe("mnist_mlp").params
-        55050
-    """
-    return get_spec(name)
+def recipe_names() -> list[str]:
+    """The registered models that have a training recipe."""
+    return sorted(_RECIPES)
 
 
-def create(
-    model_name: str, /, *, preset: str | os.PathLike | None = None, **overrides
-) -> keras.Model:
-    """Builds the registered model ``model_name``: a functional, uncompiled ``keras.Model``.
-
-    Args:
-        model_name: a registered name (see ``list_models``); positional only, so
-            that ``name=`` can be passed on to the builder as the model's name.
-        preset: a preset folder (``zoo.save_preset``) to restore instead, with its
-            architecture and weights, under the current backend.
-        **overrides: builder arguments replacing the variant's defaults.
-
-    Raises:
-        ValueError: for an unknown name, an unknown override key or a bad value.
-        zoo.presets.PresetError: for a missing or damaged preset, or one of another model.
-
-    Example:
-        >>> import zoo
-        >>> model = zoo.create("mnist_mlp")
-        >>> model.count_params()
-        55050
-    """
-    spec = get_spec(model_name)
-    if preset is not None:
-        if overrides:
-            raise ValueError(
-                f"overrides {sorted(overrides)} can't be combined with preset={str(preset)!r}: "
-                "a preset fixes the architecture"
-            )
-        from zoo.presets import load_preset
-
-        return load_preset(preset, model_name)
-    unknown = sorted(set(overrides) - set(spec.config))
-    if unknown:
+def get_recipe(name: str) -> Recipe:
+    """The training recipe of the registered model ``name``, or a one-line error."""
+    get_spec(name)
+    if name not in _RECIPES:
         raise ValueError(
-            f"Unknown argument(s) {unknown} for model {model_name!r}; "
-            f"allowed: {sorted(spec.config)}"
+            f"model {name!r} has no training recipe; models with one: {recipe_names()}"
         )
-    model = spec.builder(**{**spec.config, **overrides})
-    model._zoo_model = model_name  # lets zoo.save_preset name it
-    return model
+    return _RECIPES[name]

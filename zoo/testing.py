@@ -22,17 +22,11 @@ import keras
 import numpy as np
 
 from zoo._io import atomic_write, sha256_file
-from zoo.registry import get_spec
+from zoo.factory import create, describe, load_model
+from zoo.inputs import predict_numpy, sample_inputs
+from zoo.zoo_model import ZooModel, identity, jsonable
 
-__all__ = [
-    "CHECKS",
-    "ModelChecker",
-    "check_model",
-    "predict_numpy",
-    "read_golden",
-    "sample_inputs",
-    "write_golden",
-]
+__all__ = ["CHECKS", "ModelChecker", "check_model", "read_golden", "write_golden"]
 
 CHECKS = (
     "build",
@@ -45,39 +39,6 @@ CHECKS = (
     "jit_predict",
     "mixed_precision",
 )
-
-# The variable length used for inputs with a None axis (e.g. token sequences).
-DEFAULT_SEQ_LEN = 7
-
-
-def sample_inputs(model: keras.Model, batch_size: int, seed: int = 0, spec=None):
-    """Returns valid example inputs for ``model``: one array, or a dict by input name.
-
-    Float inputs are standard normal; integer inputs are 0 or 1 (valid indices
-    for any embedding). A ``ModelSpec.sample_inputs`` function takes precedence.
-    """
-    rng = np.random.default_rng(seed)
-    if spec is not None and spec.sample_inputs is not None:
-        return spec.sample_inputs(model, batch_size, rng)
-    arrays = {}
-    for tensor in model.inputs:
-        shape = (batch_size, *(DEFAULT_SEQ_LEN if d is None else d for d in tensor.shape[1:]))
-        dtype = keras.backend.standardize_dtype(tensor.dtype)
-        if "int" in dtype:
-            arrays[tensor.name] = rng.integers(0, 2, size=shape).astype(dtype)
-        elif dtype == "bool":
-            arrays[tensor.name] = rng.integers(0, 2, size=shape).astype(bool)
-        else:
-            arrays[tensor.name] = rng.standard_normal(shape).astype(dtype)
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    return arrays
-
-
-def predict_numpy(model: keras.Model, inputs) -> list[np.ndarray]:
-    """Calls ``model`` in inference mode and returns its outputs as a flat list of arrays."""
-    outputs = model(inputs, training=False)
-    return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
 
 
 def _to_snake_case(name: str) -> str:
@@ -116,7 +77,7 @@ class ModelChecker:
     """
 
     def __init__(self, name: str, tmp_dir: str | os.PathLike | None = None, seed: int = 0):
-        self.spec = get_spec(name)
+        self.spec = describe(name)
         self.name = name
         self.seed = seed
         self._tmp_dir = Path(tmp_dir) if tmp_dir is not None else None
@@ -125,10 +86,10 @@ class ModelChecker:
     def build(self, seed: int | None = None) -> keras.Model:
         """A fresh model at the registered config, with weights from ``seed``."""
         keras.utils.set_random_seed(self.seed if seed is None else seed)
-        return self.spec.builder(**self.spec.config)
+        return create(self.name)
 
     def inputs(self, model: keras.Model, batch_size: int):
-        return sample_inputs(model, batch_size, seed=self.seed, spec=self.spec)
+        return sample_inputs(model, batch_size, seed=self.seed)
 
     def _path(self, filename: str) -> Path:
         if self._tmp_dir is None:
@@ -154,12 +115,15 @@ class ModelChecker:
 
     # -- the checks --------------------------------------------------------------
     def check_build(self):
-        """Builds from the registered config into a functional, uncompiled model."""
+        """Builds from the registered config into a functional, uncompiled zoo model that
+        knows its registered name and config."""
         model = self.build()
-        assert isinstance(model, keras.Model), f"{self.name}: builder returned {type(model)}"
-        assert model.__class__.__name__ == "Functional", (
-            f"{self.name}: expected a functional model, got {type(model).__name__}"
+        assert isinstance(model, ZooModel), f"{self.name}: create returned {type(model)}"
+        assert {"layers", "input_layers", "output_layers"} <= set(model.get_config()), (
+            f"{self.name}: its config is not a functional graph"
         )
+        stamp = identity(model)
+        assert stamp["name"] == self.name and stamp["config"] == jsonable(dict(self.spec.config))
         assert not model.compiled, f"{self.name}: the builder returned a compiled model"
         lines = []
         model.summary(print_fn=lambda line, **kwargs: lines.append(line))
@@ -204,7 +168,7 @@ class ModelChecker:
         same weights, the same predictions."""
         model = self.build()
         config = model.get_config()
-        clone = keras.Model.from_config(copy.deepcopy(config))  # from_config pops keys
+        clone = type(model).from_config(copy.deepcopy(config))  # from_config pops keys
         assert canonical_config(clone) == canonical_config(model), (
             f"{self.name}: from_config changed the config"
         )
@@ -222,6 +186,7 @@ class ModelChecker:
         assert canonical_config(loaded) == canonical_config(model), (
             f"{self.name}: load changed the config"
         )
+        assert identity(loaded) == identity(model), f"{self.name}: load lost its identity"
         x = self.inputs(model, 3)
         _assert_same(predict_numpy(loaded, x), predict_numpy(model, x), f"{self.name} .keras")
 
@@ -332,10 +297,9 @@ def write_golden(name: str, directory: str | os.PathLike) -> dict:
     names and renamed, so an interrupted run never leaves a half-written file.
     """
     directory = Path(directory)
-    spec = get_spec(name)
     keras.utils.set_random_seed(GOLDEN_SEED)
-    model = spec.builder(**{**spec.config, **spec.golden_overrides})
-    x = sample_inputs(model, GOLDEN_BATCH, seed=GOLDEN_SEED, spec=spec)
+    model = create(name, **describe(name).small_config)
+    x = sample_inputs(model, GOLDEN_BATCH, seed=GOLDEN_SEED)
     outputs = predict_numpy(model, x)
     inputs = x if isinstance(x, dict) else {model.inputs[0].name: x}
     arrays = {f"x/{k}": v for k, v in inputs.items()}
@@ -356,7 +320,7 @@ def read_golden(name: str, directory: str | os.PathLike):
     """Returns ``(model, inputs, expected_outputs)`` for a golden set written by
     ``write_golden``; inputs are one array or a dict, as the model takes them."""
     directory = Path(directory)
-    model = keras.saving.load_model(directory / f"{name}.keras")
+    model = load_model(directory / f"{name}.keras")
     with np.load(directory / f"{name}.npz") as data:
         inputs = {k[2:]: data[k] for k in data.files if k.startswith("x/")}
         n = sum(k.startswith("y/") for k in data.files)

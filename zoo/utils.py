@@ -92,15 +92,16 @@ def feature_extractor(model: keras.Model, layer_names=None, name=None) -> keras.
             f"layer_names has unknown layer(s) {unknown} for model {model.name!r}; "
             f"its layers are {available}"
         )
+    # How often each layer is called in the graph, from the model's own (public) config.
+    calls = {c["name"]: len(c.get("inbound_nodes") or []) for c in model.get_config()["layers"]}
     outputs = {}
     for layer_name in layer_names:
-        layer = model.get_layer(layer_name)
-        if len(layer._inbound_nodes) != 1:  # a shared layer has one output per call
+        if calls.get(layer_name, 1) != 1:  # a shared layer has one output per call
             raise ValueError(
-                f"layer_names: layer {layer_name!r} is called {len(layer._inbound_nodes)} "
+                f"layer_names: layer {layer_name!r} is called {calls[layer_name]} "
                 f"times in {model.name!r}, so its output is ambiguous"
             )
-        outputs[layer_name] = layer.output
+        outputs[layer_name] = model.get_layer(layer_name).output
     inputs = model.input  # the model's own input structure (a tensor, list or dict)
     if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
         inputs = inputs[0]

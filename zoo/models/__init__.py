@@ -2,6 +2,7 @@
 
 from zoo.models import (  # noqa: F401  (each module registers its variants)
     autoencoder,
+    custom,
     ensemble,
     mlp,
     multi_input,

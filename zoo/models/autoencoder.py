@@ -9,7 +9,8 @@ import keras
 from keras import layers
 
 from zoo import _validation as check
-from zoo.registry import register
+from zoo import recipes
+from zoo.registry import Recipe, register, register_recipe
 
 GUIDE = "Keras functional API guide"
 
@@ -305,3 +306,16 @@ register(
     section=f"{GUIDE}: All models are callable, just like layers",
     summary="The guide's conv autoencoder from nested encoder and decoder models.",
 )
+
+_IMAGES = {"shape": (28, 28, 1)}
+for _name in ("conv_autoencoder", "conv_autoencoder_nested"):
+    register_recipe(
+        _name,
+        Recipe(
+            compile=recipes.reconstruction,
+            datasets=("digits", "mnist"),
+            epochs={"digits": 10, "mnist": 2},
+            targets_are_inputs=True,
+            dataset_kwargs={"digits": _IMAGES, "mnist": _IMAGES},
+        ),
+    )

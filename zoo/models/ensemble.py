@@ -10,7 +10,7 @@ from keras import layers
 
 from zoo import _validation as check
 from zoo.layers import WeightedAverage
-from zoo.registry import create, register
+from zoo.registry import get_spec, register
 
 GUIDE = "Keras functional API guide"
 MERGES = ("average", "weighted_average", "concatenate", "maximum", "minimum", "add")
@@ -31,6 +31,13 @@ def linear_member(input_shape=(128,), units=1, name="member") -> keras.Model:
     return keras.Model(inputs, outputs, name=check.model_name(name))
 
 
+def _build_registered(model_name, name):
+    """The registered ``model_name`` at its default config, named ``name`` (from the
+    registry directly: the factory sits above the model modules)."""
+    spec = get_spec(model_name)
+    return spec.builder(**{**spec.config, "name": name})
+
+
 def _members(members, input_shape):
     """Resolves ``members`` into distinct, uniquely named models."""
     if isinstance(members, numbers.Integral) and not isinstance(members, bool):
@@ -48,7 +55,7 @@ def _members(members, input_shape):
     if bad:
         raise ValueError(f"members must be registered names or keras.Model objects, got {bad!r}")
     built = [
-        create(m, name=f"member_{i}") if isinstance(m, str) else m
+        _build_registered(m, f"member_{i}") if isinstance(m, str) else m
         for i, m in enumerate(members, start=1)
     ]
     names = [m.name for m in built]

@@ -7,7 +7,8 @@ import keras
 from keras import layers
 
 from zoo import _validation as check
-from zoo.registry import register
+from zoo import recipes
+from zoo.registry import Recipe, register, register_recipe
 
 GUIDE = "Keras functional API guide"
 TUTORIAL = "Functional API tutorial (Korean)"
@@ -69,6 +70,14 @@ register(
     params=55_050,
     section=f"{GUIDE}: Introduction (mnist_model)",
     summary="The guide's MNIST MLP: 784 -> 64 relu -> 64 relu -> 10 logits.",
+)
+register_recipe(
+    "mnist_mlp",
+    Recipe(
+        compile=recipes.sparse_classifier(),
+        datasets=("digits", "mnist"),
+        epochs={"digits": 30, "mnist": 2},
+    ),
 )
 
 register(

@@ -6,8 +6,9 @@ import keras
 from keras import layers
 
 from zoo import _validation as check
-from zoo.layers import CustomDense, CustomRNN, RNNWithFunctionalHead
-from zoo.registry import register
+from zoo import recipes
+from zoo.layers import CustomRNN, RNNWithFunctionalHead
+from zoo.registry import Recipe, register, register_recipe
 
 GUIDE = "Keras functional API guide"
 TUTORIAL = "Functional API tutorial (Korean)"
@@ -102,22 +103,6 @@ def mixed_api_rnn(input_dim=5, units=32, name="mixed_api_rnn") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-def custom_dense_model(input_dim=4, units=10, name="custom_dense_model") -> keras.Model:
-    """Returns the guide's ``CustomDense`` example: Input(4) -> CustomDense(10).
-
-    Example:
-        >>> from zoo.models.recurrent import custom_dense_model
-        >>> custom_dense_model().count_params()
-        50
-    """
-    input_dim = check.positive_int("input_dim", input_dim)
-    units = check.positive_int("units", units)
-    name = check.model_name(name)
-    inputs = keras.Input(shape=(input_dim,), name="inputs")
-    outputs = CustomDense(units, name="projection")(inputs)
-    return keras.Model(inputs, outputs, name=name)
-
-
 register(
     "lstm_classifier",
     lstm_classifier,
@@ -139,10 +124,12 @@ register(
     section=f"{GUIDE}: Mix-and-match API styles (functional model inside a layer)",
     summary="A subclassed layer holding a functional classifier, inside a functional model.",
 )
-register(
-    "custom_dense_model",
-    custom_dense_model,
-    params=50,
-    section=f"{GUIDE}: Extend the API using custom layers (CustomDense)",
-    summary="The guide's CustomDense(10) on 4 features.",
+register_recipe(
+    "lstm_classifier",
+    Recipe(
+        compile=recipes.binary_classifier,
+        datasets=("sequences",),
+        epochs={"sequences": 10},
+        batch_size=32,
+    ),
 )

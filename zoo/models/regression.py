@@ -6,7 +6,8 @@ import keras
 from keras import layers
 
 from zoo import _validation as check
-from zoo.registry import register
+from zoo import recipes
+from zoo.registry import Recipe, register, register_recipe
 
 TUTORIAL = "Functional API tutorial (Korean)"
 
@@ -91,4 +92,14 @@ register(
     params=15,
     section=f"{TUTORIAL}: softmax regression",
     summary="Softmax regression: 4 -> 3 softmax.",
+)
+register_recipe(
+    "linear_regression",
+    Recipe(
+        compile=recipes.least_squares,
+        datasets=("study_hours",),
+        epochs={"study_hours": 300},
+        batch_size=32,
+        validation_split=0.0,  # the tutorial's 9 points: nothing to hold out
+    ),
 )

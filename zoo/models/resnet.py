@@ -7,7 +7,8 @@ import keras
 from keras import layers
 
 from zoo import _validation as check
-from zoo.registry import register
+from zoo import recipes
+from zoo.registry import Recipe, register, register_recipe
 
 GUIDE = "Keras functional API guide"
 
@@ -90,4 +91,8 @@ register(
     params=223_242,
     section=f"{GUIDE}: A toy ResNet model",
     summary="The guide's toy ResNet for CIFAR-10: two residual add blocks, 10 logits.",
+)
+register_recipe(
+    "toy_resnet",
+    Recipe(compile=recipes.sparse_classifier(), datasets=("cifar10",), epochs={"cifar10": 1}),
 )

@@ -107,7 +107,7 @@ register(
     section=f"{GUIDE}: Shared layers",
     summary="The guide's shared Embedding(1000, 128) over two text inputs.",
     sample_inputs=_harness_inputs,
-    golden_overrides={"num_words": 200},
+    small_config={"num_words": 200},
 )
 register(
     "text_pair_classifier",
@@ -116,5 +116,5 @@ register(
     section=f"{GUIDE}: Shared layers (made a usable model)",
     summary="Two texts through one shared embedding and LSTM; one match logit.",
     sample_inputs=_harness_inputs,
-    golden_overrides={"num_words": 200},
+    small_config={"num_words": 200},
 )

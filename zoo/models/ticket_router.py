@@ -7,16 +7,17 @@ import keras
 from keras import layers
 
 from zoo import _validation as check
-from zoo.registry import register
+from zoo.datasets import TICKET_DEPARTMENTS, TICKET_TAGS, TICKET_WORDS
+from zoo.registry import Recipe, register, register_recipe
 
 GUIDE = "Keras functional API guide"
 OUTPUTS = ("priority", "department")
 
 
 def ticket_router(
-    num_words=10_000,
-    num_tags=12,
-    num_departments=4,
+    num_words=TICKET_WORDS,
+    num_tags=TICKET_TAGS,
+    num_departments=TICKET_DEPARTMENTS,
     embedding_dim=64,
     title_units=128,
     body_units=32,
@@ -129,7 +130,9 @@ def compile_ticket_router(
     return model
 
 
-def sample_inputs(batch_size, rng, num_words=10_000, num_tags=12, title_len=10, body_len=100):
+def sample_inputs(
+    batch_size, rng, num_words=TICKET_WORDS, num_tags=TICKET_TAGS, title_len=10, body_len=100
+):
     """Random inputs in the guide's form: word ids, and binary tags as float32."""
     return {
         "title": rng.integers(0, num_words, size=(batch_size, title_len)).astype("int32"),
@@ -156,5 +159,15 @@ register(
     section=f"{GUIDE}: Models with multiple inputs and outputs",
     summary="The guide's ticket model: title, body, tags -> priority, department.",
     sample_inputs=_harness_inputs,
-    golden_overrides={"num_words": 500},
+    small_config={"num_words": 500},
+)
+
+
+def _compile_by_name(model):
+    compile_ticket_router(model, by="name")
+
+
+register_recipe(
+    "ticket_router",
+    Recipe(compile=_compile_by_name, datasets=("tickets",), epochs={"tickets": 5}, batch_size=32),
 )

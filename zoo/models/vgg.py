@@ -109,5 +109,5 @@ register(
     section=f"{GUIDE}: Extract and reuse nodes in the graph of layers (VGG19)",
     summary="Every layer's output of keras.applications.VGG19 (no top), any image >= 32x32.",
     sample_inputs=_harness_inputs,
-    golden_overrides={"layer_names": ("block1_pool",)},
+    small_config={"layer_names": ("block1_pool",)},
 )
