@@ -70,7 +70,7 @@ def test_nonfinite_inputs_are_refused_unless_allowed(run, tmp_path, capsys):
     "write, message",
     [
         (lambda p: np.save(p, np.zeros((2, 784), "complex64")), "is complex (complex64)"),
-        (lambda p: p.write_text("1,2,3\n"), "is not a numpy .npy or .npz file"),
+        (lambda p: p.write_text("1,2,3\n"), "lacks numpy's header: a text or other file"),
         (
             lambda p: p.write_bytes(pickle.dumps([1, 2])),
             "is not a numpy .npy or .npz file",
@@ -124,7 +124,7 @@ def test_damaged_or_missing_run_files(run, tmp_path, capsys):
     err = _error(
         capsys, ["predict", str(broken), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y")]
     )
-    assert "model.keras' is damaged or not a Keras model" in err and "train or save it again" in err
+    assert "model.keras' is damaged (not a .keras zip archive)" in err and "save it again" in err
     assert "model.keras' is damaged" in _error(capsys, ["evaluate", str(broken)])
     (broken / "metrics.json").write_text("{")
     assert "metrics.json' is damaged (JSONDecodeError" in _error(capsys, ["evaluate", str(broken)])

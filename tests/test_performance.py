@@ -70,7 +70,7 @@ def test_fast_pipeline_feeds_multi_input_multi_output_models():
 def test_settings_per_backend():
     on = performance.settings_for("on", steps_per_epoch=5, epochs=1)
     auto_short = performance.settings_for("auto", steps_per_epoch=10, epochs=2)
-    auto_long = performance.settings_for("auto", steps_per_epoch=1000, epochs=20)
+    auto_long = performance.settings_for("auto", steps_per_epoch=1024, epochs=20)
     off = performance.settings_for("off", steps_per_epoch=1000, epochs=20)
     assert off == performance.Settings("off", BACKEND)
     if BACKEND == "tensorflow":
@@ -79,6 +79,13 @@ def test_settings_per_backend():
         assert auto_long.steps_per_execution == performance.STEPS_PER_EXECUTION["tensorflow"]
     elif BACKEND == "jax":
         assert on.steps_per_execution == 5 and on.pipeline == "pydataset"
+    if BACKEND in ("tensorflow", "jax"):
+        # steps per execution divide the epoch, so the progress bar ends at 18/18 (not 24/18)
+        most = performance.STEPS_PER_EXECUTION[BACKEND]
+        for steps in (18, 1000, 23):
+            spe = performance.settings_for("on", steps, 1).steps_per_execution
+            assert steps % spe == 0 and spe <= most
+            assert all(steps % d for d in range(spe + 1, min(most, steps) + 1))
     else:
         assert on.torch_compile and not auto_short.torch_compile and auto_long.torch_compile
         assert on.pipeline == "torch"

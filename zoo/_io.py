@@ -34,6 +34,18 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def file_kind(path: str | os.PathLike) -> str | None:
+    """``"npy"`` or ``"zip"`` (a .npz, .keras or checkpoint archive) from the file's first
+    bytes, or None for anything else (text, an empty or truncated file)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head == b"\x93NUMPY":
+        return "npy"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    return None
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """The hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()

@@ -292,6 +292,13 @@ def _read_inputs(path: str):
 
     import numpy as np
 
+    from zoo._io import file_kind
+
+    if file_kind(path) is None:
+        raise ValueError(
+            f"input {path!r} is not a numpy .npy or .npz file (it lacks numpy's header: a "
+            "text or other file?); write it with numpy.save"
+        )
     try:
         with open(path, "rb") as f:
             loaded = np.load(f, allow_pickle=False)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import keras
 
 from zoo import _validation as check
-from zoo._io import sha256_file, sha256_text
+from zoo._io import file_kind, sha256_file, sha256_text
 from zoo.registry import ModelSpec, get_spec, registered_names
 from zoo.zoo_model import ZooModel, identity
 
@@ -117,6 +118,11 @@ def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
+    if file_kind(path) != "zip" or not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"model file {str(path)!r} is damaged (not a .keras zip archive); train or save "
+            "it again"
+        )
     try:
         return keras.saving.load_model(path, compile=compile)
     except Exception as e:  # zipfile, h5py, json and Keras's own errors: all mean "damaged"

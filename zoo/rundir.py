@@ -397,6 +397,8 @@ class RunDir:
     def _load_one(self, path: Path, model) -> tuple[int, list[dict[str, float]]]:
         with open(path, "rb") as f:
             data = f.read()
+        if not data.startswith(b"PK\x03\x04"):
+            raise ValueError("not a checkpoint archive (damaged or truncated)")
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             state = json.loads(bytes(archive["state"]).decode())
             model_vars, optimizer_vars = self._variables(model)
