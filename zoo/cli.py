@@ -272,9 +272,7 @@ def _inputs(args) -> None:
     if Path(args.name).is_dir():
         from zoo.rundir import RunDir
 
-        run = RunDir(args.name)
-        run.finished_record()
-        model = zoo.load_model(run.model_path, compile=False)
+        _, _, model = RunDir(args.name).finished_model()
     else:
         model = zoo.create(args.name)
     arrays = zoo.sample_inputs(model, args.batch_size, args.seed)

@@ -33,7 +33,6 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
-from zoo.factory import load_model
 from zoo.inputs import predict_numpy, sample_inputs
 from zoo.utils import contains_layer
 
@@ -163,8 +162,7 @@ def export(
         from zoo.rundir import RunDir
 
         run = RunDir(model_or_run)
-        run.finished_record()
-        model = load_model(run.model_path, compile=False)
+        _, _, model = run.finished_model()
     if backend == "jax" and fmt == "onnx" and contains_layer(model, keras.layers.MaxPooling2D):
         raise ValueError(
             "format 'onnx' from backend 'jax' does not work for a model with MaxPooling2D "

@@ -33,7 +33,6 @@ from zoo.factory import (
     PRESET_FORMAT,
     PRESET_FORMAT_VERSION,
     PresetError,
-    load_model,
     load_preset,
     metadata_digest,
     read_preset_metadata,
@@ -140,8 +139,7 @@ def preset_from_run(
     from zoo.rundir import RunDir
 
     run = RunDir(run)
-    config, metrics = run.finished_record()
-    model = load_model(run.model_path, compile=False)
+    config, metrics, model = run.finished_model()
     metadata = {
         "dataset": config["dataset"],
         "overrides": config.get("overrides", {}),

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo._io import atomic_write
+from zoo._io import atomic_write, file_kind, fsync_file
 
 __all__ = ["FAULT_HOOK", "RunDir", "RunDirError"]
 
@@ -82,15 +82,6 @@ def _fault(point: str, epoch: int) -> None:
 class RunDirError(RuntimeError):
     """A run directory that can't be used as asked; the message names the file and
     what to do."""
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a folder be synced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _describe_os_error(err: OSError, path: Path | str, doing: str) -> str:
@@ -269,6 +260,14 @@ class RunDir:
             )
         return self._read_json(self.config_path), self._read_json(self.metrics_path)
 
+    def finished_model(self, *, compile: bool = False):
+        """``(config, metrics, model)`` of a finished run: its model.keras loaded by
+        ``zoo.load_model`` (one-line errors for a missing or damaged file)."""
+        from zoo.factory import load_model
+
+        config, metrics = self.finished_record()
+        return config, metrics, load_model(self.model_path, compile=compile)
+
     def config(self) -> dict[str, Any]:
         """The run's config.json (for a finished or an unfinished run)."""
         if not self.config_path.is_file():
@@ -377,7 +376,8 @@ class RunDir:
                 os.fsync(f.fileno())
             _fault("checkpoint:written", epoch)
             os.replace(tmp, path)
-            _fsync_dir(self.checkpoint_dir)
+            with contextlib.suppress(OSError):  # not every file system syncs a folder
+                fsync_file(self.checkpoint_dir)  # the rename itself, on disk
         except OSError as e:
             tmp.unlink(missing_ok=True)
             kept = self.checkpoints()
@@ -395,10 +395,10 @@ class RunDir:
         return path
 
     def _load_one(self, path: Path, model) -> tuple[int, list[dict[str, float]]]:
+        if file_kind(path) != "zip":
+            raise ValueError("not a checkpoint archive (damaged or truncated)")
         with open(path, "rb") as f:
             data = f.read()
-        if not data.startswith(b"PK\x03\x04"):
-            raise ValueError("not a checkpoint archive (damaged or truncated)")
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             state = json.loads(bytes(archive["state"]).decode())
             model_vars, optimizer_vars = self._variables(model)

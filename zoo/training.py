@@ -33,7 +33,7 @@ import numpy as np
 from zoo import _validation as check
 from zoo import datasets, performance
 from zoo import distribute as dist_lib
-from zoo.factory import create, describe, load_model
+from zoo.factory import create, describe
 from zoo.registry import Recipe, get_recipe
 from zoo.rundir import RunDir, RunDirError
 from zoo.zoo_model import VERSION, identity
@@ -327,6 +327,7 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
     """Resumes ``model`` from the run's checkpoint and fits the remaining epochs;
     returns ``(speed settings, this process's fit time, history rows)``."""
     done, history = run.restore(model)
+    checkpoint = _Checkpoint(run, history)
     start = time.perf_counter()
     _, settings = fit(
         model,
@@ -335,13 +336,13 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
         epochs=args.epochs,
         seed=args.seed,
         validation_data=data.validation,
-        callbacks=[*(callbacks or []), _StopOnNaN(run), _Checkpoint(run, history)],
+        callbacks=[*(callbacks or []), _StopOnNaN(run), checkpoint],
         verbose=verbose,
         fast=args.fast,
         shard=plan.shard,
         initial_epoch=done,
     )
-    return settings, time.perf_counter() - start, run.read_history()
+    return settings, time.perf_counter() - start, checkpoint.history  # = history.csv
 
 
 def _finish(run, model, args, data, plan, settings, wall_time, history) -> dict[str, Any]:
@@ -427,8 +428,7 @@ def evaluate(run: str | os.PathLike, dataset: str | None = None) -> dict[str, fl
     another one its recipe takes) and returns the metrics. The model says which zoo
     model it is (``zoo.identity``); the run's config gives the dataset and batch size."""
     run = RunDir(run)
-    config, _ = run.finished_record()
-    model = load_model(run.model_path)
+    config, _, model = run.finished_model(compile=True)
     stamp = identity(model)
     if stamp is None:
         raise RunDirError(f"{str(run.model_path)!r} is not a zoo model; it can't be evaluated")
