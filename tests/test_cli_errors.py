@@ -211,3 +211,13 @@ def test_custom_layer_configs_round_trip_exactly():
     for original in (CustomRNN(5, return_sequences=False, name="r"), RNNWithFunctionalHead(4)):
         clone = type(original).from_config(original.get_config())
         assert clone.get_config() == original.get_config()
+
+
+def test_inputs_for_a_registered_name_feed_predict(run, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert cli.main(["inputs", "mnist_mlp", "-o", str(out), "--batch-size", "5"]) == 0
+    assert np.load(out).shape == (5, 784) and _files(tmp_path) == ["x"]  # the path as given
+    assert cli.main(["predict", str(run), str(out), "-o", str(tmp_path / "y")]) == 0
+    assert np.load(tmp_path / "y").shape == (5, 10)
+    capsys.readouterr()
+    assert "Unknown model name 'nope'" in _error(capsys, ["inputs", "nope", "-o", str(out)])
