@@ -8,22 +8,26 @@ changes what is computed: every setting runs the same batches, in the same
 checks that a seeded run's loss curve matches the plain path's.
 
 What each backend gets (measured with ``scripts/benchmark.py``, see
-``docs/benchmarks.md``):
+``docs/benchmarks.md``): the zoo's *window* train function (below), which runs
+``steps_per_execution`` steps (up to ``STEPS_PER_EXECUTION``) per call of
+``model.train_function``, through Keras's own ``train_step``:
 
-- TensorFlow: ``jit_compile=True`` (XLA, which ``"auto"`` leaves off on CPU),
-  ``steps_per_execution`` up to 32 (many steps per compiled call), and the batches
-  gathered by a prefetching ``tf.data`` pipeline from the arrays in memory instead of
-  a Python ``PyDataset`` (which made the step rate several times lower).
-- JAX: Keras's step is already one jitted function; ``steps_per_execution`` up to 8
-  calls it that many times per iteration of ``fit``'s loop, between callbacks, which
-  saves Keras's per-step Python (no extra compiling on this backend).
-- PyTorch: the batches are gathered as torch tensors (no per-batch numpy
-  conversion); for models without convolutions, with ``fast="on"``, or ``"auto"``
-  for runs of at least ``TORCH_COMPILE_MIN_STEPS`` steps, the whole train step is
-  compiled with ``torch.compile``, which removes Keras's per-layer Python overhead.
-  Compiling costs seconds up front (see "time to first step"), which short runs
-  never earn back. A step that fails to compile falls back to the eager step, with
-  a warning.
+- TensorFlow: the window is one ``tf.function``, XLA-compiled for models without
+  convolutions, looping over batches it gathers from the arrays in memory (the form of
+  the hand-written reference ``benchmarks/native_tf.py``).
+- JAX: the window is one ``jax.jit`` of a ``fori_loop`` over batches gathered on the
+  device, its state donated.
+- PyTorch: the batches are gathered as torch tensors (no per-batch numpy conversion)
+  and the window loops over them, skipping Keras's per-step callbacks; for models
+  without convolutions, with ``fast="on"``, or ``"auto"`` for runs of at least
+  ``TORCH_COMPILE_MIN_STEPS`` steps, the train step is compiled with
+  ``torch.compile``, which removes Keras's per-layer Python overhead. Compiling costs
+  seconds up front (see "time to first step"), which short runs never earn back. A step
+  that fails to compile falls back to the eager step, with a warning.
+
+Callbacks see every window's end and every epoch's end (progress bar, checkpoints, the
+NaN stop). Under a ``tf.distribute`` strategy or a ``keras.distribution``, Keras's own
+loop runs (with ``steps_per_execution`` on JAX).
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ from zoo import _validation as check
 from zoo.utils import contains_layer
 
 __all__ = [
+    "CONV_STEPS_PER_EXECUTION",
     "MODES",
     "STEPS_PER_EXECUTION",
     "TORCH_COMPILE_MIN_STEPS",
+    "ProgressBar",
     "Settings",
-    "apply",
-    "batches",
+    "prepare",
     "settings_for",
 ]
 
@@ -52,10 +57,14 @@ MODES = ("auto", "on", "off")
 #: ``fast="auto"`` compiles the torch train step only for runs of at least this many
 #: steps: below it, compiling (about 10 s for the MLP) costs more than it saves.
 TORCH_COMPILE_MIN_STEPS = 10_000
-#: The most steps per ``fit`` iteration (``steps_per_execution``): on TensorFlow one
-#: compiled call runs them all; on JAX Keras calls its jitted step that many times
-#: between callbacks, which saves its per-step Python.
-STEPS_PER_EXECUTION = {"tensorflow": 32, "jax": 8}
+#: The most steps per window (``steps_per_execution``): one call of the zoo's train
+#: function, between two calls of the callbacks' batch hooks. Each call costs about 1 ms
+#: on TensorFlow (measured here: a 1-step window 1.4 ms, each further MLP step 0.3 ms),
+#: so short windows cost dense models a third of their speed; a model with
+#: convolutions takes long enough a step that short windows cost nothing and keep the
+#: progress bar moving (toy_resnet: about 0.1 s a step on this CPU).
+STEPS_PER_EXECUTION = 128
+CONV_STEPS_PER_EXECUTION = 16
 
 
 @dataclass(frozen=True)
@@ -67,9 +76,12 @@ class Settings:
         backend: the Keras backend.
         jit_compile: the ``jit_compile`` the model trains with (None: as compiled).
         steps_per_execution: training steps per compiled call.
-        pipeline: how batches are fed: ``"pydataset"`` (numpy), ``"tf.data"`` or
-            ``"torch"`` (torch tensors).
+        pipeline: how batches are fed: ``"pydataset"`` (numpy arrays through Keras's
+            iterator), ``"in-graph"`` (gathered inside the compiled window from the
+            arrays on the device) or ``"torch"`` (torch tensors through Keras's iterator).
         torch_compile: whether the torch train step is compiled.
+        window: whether the zoo's window train function runs (``steps_per_execution``
+            steps per call, see below) instead of Keras's own.
     """
 
     mode: str
@@ -78,6 +90,7 @@ class Settings:
     steps_per_execution: int = 1
     pipeline: str = "pydataset"
     torch_compile: bool = False
+    window: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,11 +110,24 @@ _CONV_LAYERS = (
 )
 
 
-def _steps_per_execution(most: int, steps_per_epoch: int) -> int:
-    """The largest divisor of ``steps_per_epoch`` up to ``most``: Keras's progress bar
-    counts whole executions, so one that does not divide the epoch showed e.g. ``24/18``
-    at the end of an 18-step epoch with 8 steps per execution."""
-    return max(d for d in range(1, min(most, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+def _steps_per_execution(steps_per_epoch: int, most: int, divisor: bool = False) -> int:
+    """Up to ``most`` steps, never more than an epoch. ``divisor``: the largest divisor of
+    the epoch up to ``most``, for the loops that read their batches from Keras's iterator
+    (a last, shorter window made Keras warn "Your input ran out of data" every epoch)."""
+    if divisor:
+        return max(d for d in range(1, min(most, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    return max(1, min(most, steps_per_epoch))
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, its count capped at the epoch's steps: an epoch's last window
+    may be shorter than ``steps_per_execution``, and Keras counts whole windows (it
+    showed e.g. ``24/18`` at the end of an 18-step epoch)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super().on_train_batch_end(batch, logs)
 
 
 def settings_for(
@@ -110,47 +136,39 @@ def settings_for(
     """The settings for training ``model`` for ``epochs`` x ``steps_per_epoch`` steps
     on the current backend; ``mode`` is one of ``MODES``.
 
-    On PyTorch the step is compiled only for models without convolutions: for those,
-    ``torch.compile`` did not beat the eager step here (toy_resnet 0.81x,
-    conv_autoencoder 0.96x of eager), since the time goes into the convolutions
-    rather than Keras's Python; for dense and recurrent models it removes most of
-    the step's time (mnist_mlp 2.4x, ticket_router 2.3x).
+    Models with convolutions (``model`` given) are compiled differently, from
+    measurement on this CPU (``docs/benchmarks.md``): on TensorFlow their window is a
+    plain graph, since XLA ran the toy ResNet's convolutions inside a loop about 35x
+    slower; on PyTorch their step stays eager, since ``torch.compile`` did not beat it
+    (toy_resnet 0.81x, conv_autoencoder 0.96x of eager) while it removes most of a
+    dense or recurrent model's step (mnist_mlp 2.4x, ticket_router 2.3x).
     """
     check.one_of("fast", mode, MODES)
     backend = keras.backend.backend()
     if mode == "off":
         return Settings(mode, backend)
+    conv = contains_layer(model, _CONV_LAYERS)
+    most = CONV_STEPS_PER_EXECUTION if conv else STEPS_PER_EXECUTION
+    spe = _steps_per_execution(steps_per_epoch, most, divisor=backend == "torch")
     if backend == "tensorflow":
         import tensorflow as tf
 
         if tf.distribute.has_strategy():
-            # Under MirroredStrategy the tf.data pipeline failed here (its order
-            # variable is mirrored, which the dataset function can't read) and the
-            # PyDataset with XLA and steps_per_execution hung: Keras's plain fit runs.
+            # Under MirroredStrategy the window (its order variable is mirrored) and
+            # XLA with steps_per_execution (hung here) fail: Keras's plain fit runs.
             return Settings(mode, backend)
-        spe = _steps_per_execution(STEPS_PER_EXECUTION[backend], steps_per_epoch)
-        return Settings(mode, backend, True, spe, "tf.data")
+        return Settings(mode, backend, not conv, spe, "in-graph", window=True)
     if backend == "jax":
-        spe = _steps_per_execution(STEPS_PER_EXECUTION[backend], steps_per_epoch)
-        return Settings(mode, backend, steps_per_execution=spe)
+        if keras.distribution.distribution() is not None:
+            # the window's jit has no shardings: Keras's own loop, its steps grouped
+            spe = _steps_per_execution(steps_per_epoch, 8, divisor=True)
+            return Settings(mode, backend, steps_per_execution=spe)
+        return Settings(mode, backend, steps_per_execution=spe, pipeline="in-graph", window=True)
     if backend == "torch":
         long_run = mode == "on" or steps_per_epoch * epochs >= TORCH_COMPILE_MIN_STEPS
-        compile_step = long_run and not contains_layer(model, _CONV_LAYERS)
-        return Settings(mode, backend, pipeline="torch", torch_compile=compile_step)
+        compile_step = long_run and not conv
+        return Settings(mode, backend, None, spe, "torch", compile_step, window=True)
     return Settings(mode, backend)
-
-
-def apply(model: keras.Model, settings: Settings, batch_size: int) -> None:
-    """Sets ``settings`` on a compiled ``model`` for its next ``fit``. The model's
-    compile config (what ``model.save`` writes) is left as it was compiled."""
-    # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
-    # functions to None, so that the next fit makes them again with these settings.
-    if settings.jit_compile is not None:
-        model.jit_compile = settings.jit_compile
-    model.steps_per_execution = settings.steps_per_execution
-    model.train_function = model.test_function = model.predict_function = None
-    if settings.torch_compile:
-        model.train_function = _compiled_torch_step(model, batch_size)
 
 
 def _compiled_torch_step(model, batch_size):
@@ -159,16 +177,13 @@ def _compiled_torch_step(model, batch_size):
     partial batch) run eagerly instead of compiling the step again for them."""
     import torch
 
-    def one_step_on_data(data):
-        return model.train_step(data[0])
-
-    compiled = torch.compile(one_step_on_data)
+    compiled = torch.compile(model.train_step)
     state = {"compiled": compiled}
 
-    def train_function(data):
-        size = len(keras.tree.flatten(data[0][0])[0])
+    def step(data):
+        size = len(keras.tree.flatten(data[0])[0])
         if state["compiled"] is None or size != batch_size:
-            return one_step_on_data(data)
+            return model.train_step(data)
         try:
             return state["compiled"](data)
         except Exception as e:  # compile failures come in many types; eager re-raises real errors
@@ -178,9 +193,9 @@ def _compiled_torch_step(model, batch_size):
                 "training goes on with the eager step",
                 stacklevel=2,
             )
-            return one_step_on_data(data)
+            return model.train_step(data)
 
-    return train_function
+    return step
 
 
 class _Batches(keras.utils.PyDataset):
@@ -217,40 +232,228 @@ class _Batches(keras.utils.PyDataset):
         return keras.tree.map_structure(lambda a: a[idx], (self.x, self.y))
 
 
-class _TFBatches(_Batches):
-    """The same batches as a prefetching ``tf.data`` pipeline: the epoch's order is
-    a ``tf.Variable`` that ``set_epoch`` assigns, and each batch is a ``tf.gather``
-    from the arrays in memory."""
+# -- the window train functions -----------------------------------------------------------------
+# Keras's fit calls ``model.train_function`` once per ``steps_per_execution`` steps, between
+# the callbacks' batch hooks. The zoo's train functions below run that whole window of steps
+# in one compiled call (TensorFlow: one ``tf.function``, XLA-compiled for models without
+# convolutions; JAX: one ``jit`` of a ``fori_loop``) gathering each batch inside it from the
+# arrays already on the device, in the epoch's ``(seed, epoch)`` order; on PyTorch, a loop
+# over the window's batches through the (compiled) step. Each calls Keras's own
+# ``train_step``: same loss, same optimizer math, same metrics. Keras does not offer this:
+# its TensorFlow loop is an uncompiled ``tf.while_loop`` around one XLA step fed by a
+# ``tf.data`` iterator, its JAX loop a Python loop of jitted steps, and its torch trainer
+# refuses ``steps_per_execution > 1``.
 
-    def __init__(self, x, y, batch_size, seed):
-        import tensorflow as tf
 
-        self._order = None
-        super().__init__(x, y, batch_size, seed)
-        self._order = tf.Variable(self.order.astype("int64"), trainable=False)
-        tensors = keras.tree.map_structure(tf.constant, (x, y))
-        size, order = self.size, self._order
+class _Window:
+    """Which step of the epoch a window starts at: reset by ``set_epoch``, advanced by the
+    train function (Keras calls it once per window, in order)."""
 
-        def gather(i):
-            idx = order[i * batch_size : tf.minimum((i + 1) * batch_size, size)]
-            return keras.tree.map_structure(lambda a: tf.gather(a, idx), tensors)
-
-        self.dataset = tf.data.Dataset.range(len(self)).map(gather).prefetch(tf.data.AUTOTUNE)
+    def __init__(self, feed: _Batches, steps_per_execution: int):
+        self.feed, self.spe = feed, steps_per_execution
+        self.steps = len(feed)
+        self.full = feed.size // feed.batch_size  # full batches; a partial one may follow
+        self.next_step = 0
 
     def set_epoch(self, epoch):
-        super().set_epoch(epoch)
-        if self._order is not None:
-            self._order.assign(self.order.astype("int64"))
+        self.feed.set_epoch(epoch)
+        self.next_step = 0
+
+    def take(self):
+        """``(begin, end)``: this window's steps, of which those from ``self.full`` on are
+        the partial last batch."""
+        begin = self.next_step
+        self.next_step = min(begin + self.spe, self.steps)
+        return begin, self.next_step
 
 
-def batches(x, y, batch_size: int, seed: int, settings: Settings, shard=None):
-    """``(data, set_epoch)``: what to pass to ``fit`` for ``settings``, and the function
-    that sets the order of an epoch's batches. ``shard=(index, count)`` keeps this
-    process's share of every batch (multi-host data parallelism on JAX)."""
-    if settings.pipeline == "tf.data":
-        if shard is not None:
-            raise ValueError("shard is for JAX's multi-process data parallelism")
-        data = _TFBatches(x, y, batch_size, seed)
-        return data.dataset, data.set_epoch
-    data = _Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
-    return data, data.set_epoch
+def _tf_window(model, window: _Window, jit_compile: bool):
+    import tensorflow as tf
+
+    feed, bs = window.feed, window.feed.batch_size
+    tensors = keras.tree.map_structure(tf.constant, (feed.x, feed.y))
+    order = tf.Variable(feed.order.astype("int64"), trainable=False)
+
+    def batch(first, n):
+        # a gather, not tf.slice: XLA makes a slice's start a compile-time constant, which
+        # compiled the window again for every start (measured: 0.9 s a window)
+        idx = tf.gather(order, first + tf.range(n, dtype=tf.int64))
+        return keras.tree.map_structure(lambda a: tf.gather(a, idx), tensors)
+
+    @tf.autograph.experimental.do_not_convert
+    def some_steps(begin, count):  # `count` full batches from step `begin`
+        def body(i):
+            logs = model.train_step(batch((begin + i) * bs, bs))
+            with tf.control_dependencies(tf.nest.flatten(logs)):
+                return i + 1
+
+        tf.while_loop(lambda i: i < count, body, [tf.constant(0, tf.int64)])
+        return model.get_metrics_result()
+
+    @tf.autograph.experimental.do_not_convert
+    def one_step(first, n):
+        return model.train_step(batch(first, n))
+
+    # one_step runs first: Keras creates the optimizer's and metrics' variables on the
+    # first traced step, which a tf.function allows at its first trace but not in a loop
+    some_steps = tf.function(some_steps, jit_compile=jit_compile)
+    one_step = tf.function(one_step, jit_compile=jit_compile, reduce_retracing=True)
+    built = []
+
+    def train_function(iterator):  # the window's batches come from `order`, not `iterator`
+        begin, end = window.take()
+        logs, full_end = None, min(end, window.full)
+        if not built and begin < full_end:
+            logs = one_step(tf.constant(begin * bs, tf.int64), bs)
+            built.append(True)
+            begin += 1
+        if begin < full_end:
+            logs = some_steps(tf.constant(begin, tf.int64), tf.constant(full_end - begin, tf.int64))
+        if end > window.full:
+            logs = one_step(tf.constant(window.full * bs, tf.int64), feed.size - window.full * bs)
+        return logs
+
+    def set_epoch(epoch):
+        window.set_epoch(epoch)
+        order.assign(feed.order.astype("int64"))
+
+    def gather(i):
+        size = tf.constant(feed.size, tf.int64)
+        return batch(i * bs, tf.minimum(tf.constant(bs, tf.int64), size - i * bs))
+
+    # what fit iterates: one real batch per step, gathered only if Keras asks for one (no
+    # prefetch: the window train function reads the arrays itself)
+    data = tf.data.Dataset.range(window.steps).map(gather)
+    return train_function, set_epoch, data
+
+
+def _jax_window(model, window: _Window):
+    import jax
+    import jax.numpy as jnp
+
+    feed, bs = window.feed, window.feed.batch_size
+    arrays = keras.tree.map_structure(jnp.asarray, (feed.x, feed.y))
+
+    def batch(arrays, order, first, n):
+        idx = jax.lax.dynamic_slice_in_dim(order, first, n)
+        return keras.tree.map_structure(lambda a: jnp.take(a, idx, axis=0), arrays)
+
+    def some_steps(state, arrays, order, begin, count):  # `count` >= 1 full batches
+        logs, state = model.train_step(state, batch(arrays, order, begin * bs, bs))
+
+        def body(i, carry):
+            state, _ = carry
+            logs, state = model.train_step(state, batch(arrays, order, (begin + i) * bs, bs))
+            return state, logs
+
+        state, logs = jax.lax.fori_loop(1, count, body, (state, logs))
+        return logs, state
+
+    def one_step(state, arrays, order, first, n):
+        return model.train_step(state, batch(arrays, order, first, n))
+
+    some_steps = jax.jit(some_steps, donate_argnums=0)
+    one_step = jax.jit(one_step, donate_argnums=0, static_argnums=4)
+    current = {"order": jnp.asarray(feed.order)}
+
+    def train_function(state, iterator):  # the window's batches come from `order`
+        begin, end = window.take()
+        logs, full_end, order = None, min(end, window.full), current["order"]
+        if begin < full_end:
+            logs, state = some_steps(state, arrays, order, begin, full_end - begin)
+        if end > window.full:
+            first = window.full * bs
+            logs, state = one_step(state, arrays, order, first, feed.size - first)
+        return logs, state
+
+    def set_epoch(epoch):
+        window.set_epoch(epoch)
+        current["order"] = jnp.asarray(feed.order)
+
+    return train_function, set_epoch
+
+
+def _torch_window(model, step, no_grad_step):
+    """On torch the window is a Python loop over the batches Keras's iterator gathered
+    (torch has no compiled loop): what it saves is Keras's per-step callbacks and iterator
+    bookkeeping. ``step`` is the train step, compiled or not."""
+    import torch
+
+    def train_function(data):
+        for one in data:
+            logs = step(one)
+        return logs
+
+    def test_function(data):
+        with torch.no_grad():
+            for one in data:
+                logs = no_grad_step(one)
+        return logs
+
+    return train_function, test_function
+
+
+def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=None):
+    """Readies a compiled ``model`` to ``fit`` with ``settings``; returns ``(data,
+    callback, done)``: what to pass to ``fit``, the callback that must come first in
+    ``fit``'s callbacks (it sets each epoch's batch order) and the function that undoes
+    what ``fit`` must not keep (call it after ``fit``, even when it fails).
+    ``shard=(index, count)`` keeps this process's share of every batch (multi-host data
+    parallelism on JAX). The model's compile config (what ``model.save`` writes) is left
+    as it was compiled."""
+    if settings.window and shard is not None:
+        raise ValueError("shard is for Keras's own train loop (fast='off' or a distribution)")
+    feed = _Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
+    # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
+    # functions to None, so that the next fit makes them again with these settings.
+    if settings.jit_compile is not None:
+        model.jit_compile = settings.jit_compile
+    model.steps_per_execution = settings.steps_per_execution
+    model.train_function = model.test_function = model.predict_function = None
+    data, set_epoch = feed, feed.set_epoch
+
+    def done():
+        if settings.window:  # it holds the training arrays: let them go with it
+            model.train_function = None
+        if settings.backend == "torch":  # Keras's torch trainer refuses steps_per_execution > 1
+            model.steps_per_execution = 1
+            model.train_function = model.test_function = model.predict_function = None
+
+    if not settings.window:
+        return data, _Hooks(set_epoch), done
+    window = _Window(feed, settings.steps_per_execution)
+    if settings.backend == "tensorflow":
+        model.train_function, set_epoch, data = _tf_window(model, window, settings.jit_compile)
+    elif settings.backend == "jax":
+        model.train_function, set_epoch = _jax_window(model, window)
+    else:
+        step = model.train_step
+        if settings.torch_compile:
+            step = _compiled_torch_step(model, batch_size)
+        model.train_function, model.test_function = _torch_window(model, step, model.test_step)
+        # Keras reads steps_per_execution when it makes an epoch iterator: fit's own is
+        # made by now, and evaluation's (made later) then runs batch by batch, since its
+        # batches rarely divide into the training windows (Keras warned "Your input ran
+        # out of data" at each validation)
+        return data, _Hooks(set_epoch, at_train_begin=lambda: _one_step_evaluation(model)), done
+    return data, _Hooks(set_epoch), done
+
+
+def _one_step_evaluation(model):
+    model.steps_per_execution = 1
+
+
+class _Hooks(keras.callbacks.Callback):
+    """Sets each epoch's batch order at its start (``set_epoch``), and runs
+    ``at_train_begin`` once ``fit``'s epoch iterator is made."""
+
+    def __init__(self, set_epoch, at_train_begin=None):
+        super().__init__()
+        self.set_epoch, self.at_train_begin = set_epoch, at_train_begin
+
+    def on_train_begin(self, logs=None):
+        if self.at_train_begin is not None:
+            self.at_train_begin()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.set_epoch(epoch)

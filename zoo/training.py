@@ -234,15 +234,6 @@ class _Checkpoint(keras.callbacks.Callback):
         self.run.save_checkpoint(self.model, epoch + 1, self.history)
 
 
-class _SetEpoch(keras.callbacks.Callback):
-    def __init__(self, set_epoch):
-        super().__init__()
-        self.set_epoch = set_epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.set_epoch(epoch)
-
-
 def fit(
     model: keras.Model,
     x,
@@ -271,20 +262,30 @@ def fit(
     """
     steps_per_epoch = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
     settings = performance.settings_for(fast, steps_per_epoch, epochs, model)
-    data, set_epoch = performance.batches(x, y, batch_size, seed, settings, shard)
-    performance.apply(model, settings, batch_size)
-    history = model.fit(
-        data,
-        shuffle=False,  # the batches are already in their (seed, epoch) order; Keras would
-        # otherwise reorder them from Python's global random state, which a resume changes
-        validation_data=validation_data,
-        validation_batch_size=batch_size,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=[_SetEpoch(set_epoch), *(callbacks or [])],
-        verbose=verbose,
-    )
+    data, hooks, done = performance.prepare(model, x, y, batch_size, seed, settings, shard)
+    try:
+        history = model.fit(
+            data,
+            shuffle=False,  # the batches are already in their (seed, epoch) order; Keras
+            # would otherwise reorder them from Python's global random state (resume changes it)
+            validation_data=validation_data,
+            validation_batch_size=batch_size,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[hooks, *_progress_bar(callbacks), *(callbacks or [])],
+            verbose=verbose,
+        )
+    finally:
+        done()
     return history, settings
+
+
+def _progress_bar(callbacks):
+    """Keras's progress bar with its count capped at the epoch (``performance.ProgressBar``),
+    unless the caller brings a progress bar of its own."""
+    if any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks or []):
+        return []
+    return [performance.ProgressBar()]
 
 
 def _versions() -> dict[str, str]:
