@@ -157,10 +157,16 @@ def settings_for(
             # Under MirroredStrategy the window (its order variable is mirrored) and
             # XLA with steps_per_execution (hung here) fail: Keras's plain fit runs.
             return Settings(mode, backend)
+        # XLA for the whole window unless the model has convolutions (measured here: the
+        # MLP's window 2.5x a per-step loop; convolutions far slower with XLA in a loop).
+        # ticket_router's LSTMs: 70 steps/s with XLA, 45 without (and 72 with XLA per
+        # step in a graph loop; Keras's own loop with XLA per step ran 103 the day before)
         return Settings(mode, backend, not conv, spe, "in-graph", window=True)
     if backend == "jax":
-        if keras.distribution.distribution() is not None:
-            # the window's jit has no shardings: Keras's own loop, its steps grouped
+        if keras.distribution.distribution() is not None or conv:
+            # Keras's own loop, its steps grouped: under a distribution (the window's jit
+            # has no shardings), and for convolutions, which XLA ran far slower inside a
+            # loop on this CPU (the native ResNet's lax.scan window, likewise)
             spe = _steps_per_execution(steps_per_epoch, 8, divisor=True)
             return Settings(mode, backend, steps_per_execution=spe)
         return Settings(mode, backend, steps_per_execution=spe, pipeline="in-graph", window=True)
