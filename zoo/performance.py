@@ -154,8 +154,9 @@ def settings_for(
         import tensorflow as tf
 
         if tf.distribute.has_strategy():
-            # Under MirroredStrategy the window (its order variable is mirrored) and
-            # XLA with steps_per_execution (hung here) fail: Keras's plain fit runs.
+            # Under MirroredStrategy Keras's plain fit runs: the earlier tf.data pipeline
+            # failed there (its order variable was mirrored) and XLA with
+            # steps_per_execution hung; the window has not been tried under a strategy.
             return Settings(mode, backend)
         # XLA for the whole window unless the model has convolutions (measured here: the
         # MLP's window 2.5x a per-step loop; convolutions far slower with XLA in a loop).
