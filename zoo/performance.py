@@ -267,11 +267,16 @@ class _Window:
         self.next_step = 0
 
     def take(self):
-        """``(begin, end)``: this window's steps, of which those from ``self.full`` on are
-        the partial last batch."""
+        """``(begin, full_end, partial)``: this window's full batches are the steps
+        ``begin`` to ``full_end``; ``partial``: it ends with the epoch's partial batch."""
         begin = self.next_step
         self.next_step = min(begin + self.spe, self.steps)
-        return begin, self.next_step
+        return begin, min(self.next_step, self.full), self.next_step > self.full
+
+    @property
+    def partial_first(self):
+        """The first sample of the epoch's partial last batch."""
+        return self.full * self.feed.batch_size
 
 
 def _tf_window(model, window: _Window, jit_compile: bool):
@@ -308,16 +313,17 @@ def _tf_window(model, window: _Window, jit_compile: bool):
     built = []
 
     def train_function(iterator):  # the window's batches come from `order`, not `iterator`
-        begin, end = window.take()
-        logs, full_end = None, min(end, window.full)
+        begin, full_end, partial = window.take()
+        logs = None
         if not built and begin < full_end:
             logs = one_step(tf.constant(begin * bs, tf.int64), bs)
             built.append(True)
             begin += 1
         if begin < full_end:
             logs = some_steps(tf.constant(begin, tf.int64), tf.constant(full_end - begin, tf.int64))
-        if end > window.full:
-            logs = one_step(tf.constant(window.full * bs, tf.int64), feed.size - window.full * bs)
+        if partial:
+            first = window.partial_first
+            logs = one_step(tf.constant(first, tf.int64), feed.size - first)
         return logs
 
     def set_epoch(epoch):
@@ -364,12 +370,12 @@ def _jax_window(model, window: _Window):
     current = {"order": jnp.asarray(feed.order)}
 
     def train_function(state, iterator):  # the window's batches come from `order`
-        begin, end = window.take()
-        logs, full_end, order = None, min(end, window.full), current["order"]
+        begin, full_end, partial = window.take()
+        logs, order = None, current["order"]
         if begin < full_end:
             logs, state = some_steps(state, arrays, order, begin, full_end - begin)
-        if end > window.full:
-            first = window.full * bs
+        if partial:
+            first = window.partial_first
             logs, state = one_step(state, arrays, order, first, feed.size - first)
         return logs, state
 
