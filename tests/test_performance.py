@@ -80,6 +80,9 @@ def test_settings_per_backend():
     assert on.steps_per_execution == 5  # never more than an epoch
     if BACKEND == "tensorflow":
         assert on.jit_compile is True and on.pipeline == "in-graph"
+        # "auto" compiles with XLA only runs long enough to earn the compile
+        assert auto_long.jit_compile is True and auto_short.jit_compile is False
+        assert auto_short.window and auto_short.pipeline == "in-graph"
         assert conv.jit_compile is False  # XLA ran convolutions in a loop ~35x slower here
     elif BACKEND == "jax":
         assert on.pipeline == "in-graph" and on.jit_compile is None

@@ -1,7 +1,14 @@
 """The run directory can't be corrupted: one process at a time, a checkpoint that is one
 atomic unit, kills at any point, a full disk, damaged files and folders that are not
 runs. Every case ends with the uninterrupted run's exact metrics and history, or a
-one-line error naming the file and what to do."""
+one-line error naming the file and what to do.
+
+The heavy fault checks (SIGKILL between checkpoint files, the any-kills property, a full
+disk, two real processes on one run) are marked ``one_backend``: the run directory is
+numpy files, a lock and renames, the same on every backend, so one backend's session
+runs them (tests/conftest.py). What the backend does give, every session checks: a
+checkpoint restores its weights, optimizer, epoch and history (below), and a run killed
+mid-epoch resumes to the uninterrupted run's metrics (tests/test_training.py)."""
 
 import contextlib
 import errno
@@ -86,6 +93,7 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
     assert not (tmp_path / "run" / ".lock").exists()  # released and removed
 
 
+@pytest.mark.one_backend
 def test_two_real_zoo_trains_on_one_out(tmp_path, capsys):
     """The second is refused in one line; the first ends complete and untouched."""
     out = tmp_path / "run"
@@ -251,6 +259,7 @@ def test_a_checkpoint_of_another_model_is_not_loaded(tmp_path):
 KILL_POINTS = ["checkpoint:written@2", "checkpoint:renamed@2", "history:written@1"]
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_between_checkpoint_files_resumes_exactly(tmp_path, straight, point):
     out = tmp_path / "run"
@@ -296,6 +305,7 @@ crash = st.one_of(
 )
 
 
+@pytest.mark.one_backend
 @settings(
     max_examples=4,
     deadline=None,
@@ -346,6 +356,7 @@ def _tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)])
 
 
+@pytest.mark.one_backend
 def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path, straight, capsys):
     """1.2 MB: room for two checkpoints of mnist_mlp (441 kB each), not a third."""
     with _tmpfs(tmp_path / "disk", "1200k") as disk:

@@ -1,4 +1,5 @@
-"""Every script in scripts/ runs on this backend (smoke tests with tiny settings)."""
+"""Every script in scripts/ runs (smoke tests with tiny settings): the MNIST one on every
+backend, the others in one backend's session (see ``ONE`` below)."""
 
 import os
 import subprocess
@@ -24,13 +25,30 @@ def _run(script, *args, cwd=None):
     )
 
 
+# The scripts are glue over the zoo's API (argparse, train, print): what they do on a
+# backend is tested in every backend's session by the API's own tests (test_training:
+# the ticket router and study-hours recipes; test_seed_models: extracting the encoder;
+# test_cli: --backend). So every session runs the MNIST script, and one backend's session
+# the rest (``one_backend``, tests/conftest.py), which cost 30 s each under TensorFlow.
+ONE = pytest.mark.one_backend
+
+
 @pytest.mark.parametrize(
     "script, args, expected",
     [
         ("train_mnist_mlp.py", ["--dataset", "digits", "--epochs", "1"], "Test accuracy:"),
-        ("train_autoencoder.py", ["--epochs", "1"], "encoder output for 5 test images: (5, 16)"),
-        ("train_ticket_router.py", ["--epochs", "1"], "test_department_accuracy"),
-        ("linear_regression.py", ["--epochs", "30"], "predicted score for 9.5 hours"),
+        pytest.param(
+            "train_autoencoder.py",
+            ["--epochs", "1"],
+            "encoder output for 5 test images: (5, 16)",
+            marks=ONE,
+        ),
+        pytest.param(
+            "train_ticket_router.py", ["--epochs", "1"], "test_department_accuracy", marks=ONE
+        ),
+        pytest.param(
+            "linear_regression.py", ["--epochs", "30"], "predicted score for 9.5 hours", marks=ONE
+        ),
     ],
 )
 def test_script_runs(script, args, expected, tmp_path):
@@ -40,6 +58,7 @@ def test_script_runs(script, args, expected, tmp_path):
     assert f"backend: {BACKEND}" in result.stdout
 
 
+@pytest.mark.one_backend
 def test_toy_resnet_script_without_cifar10_says_where_to_put_it(tmp_path):
     env_home = tmp_path / "keras_home"
     result = subprocess.run(

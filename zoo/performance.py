@@ -12,9 +12,10 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
 ``steps_per_execution`` steps (up to ``STEPS_PER_EXECUTION``) per call of
 ``model.train_function``, through Keras's own ``train_step``:
 
-- TensorFlow: the window is one ``tf.function``, XLA-compiled for models without
-  convolutions, looping over batches it gathers from the arrays in memory (the form of
-  the hand-written reference ``benchmarks/native_tf.py``).
+- TensorFlow: the window is one ``tf.function``, looping over batches it gathers from
+  the arrays in memory (the form of the hand-written reference
+  ``benchmarks/native_tf.py``); XLA-compiled for models without convolutions, with
+  ``fast="on"``, or ``"auto"`` for runs of at least ``XLA_MIN_STEPS`` steps.
 - JAX: the window is one ``jax.jit`` of a ``fori_loop`` over batches gathered on the
   device, its state donated.
 - PyTorch: the batches are gathered as torch tensors (no per-batch numpy conversion)
@@ -47,6 +48,7 @@ __all__ = [
     "MODES",
     "STEPS_PER_EXECUTION",
     "TORCH_COMPILE_MIN_STEPS",
+    "XLA_MIN_STEPS",
     "ProgressBar",
     "Settings",
     "prepare",
@@ -57,6 +59,13 @@ MODES = ("auto", "on", "off")
 #: ``fast="auto"`` compiles the torch train step only for runs of at least this many
 #: steps: below it, compiling (about 10 s for the MLP) costs more than it saves.
 TORCH_COMPILE_MIN_STEPS = 10_000
+#: ``fast="auto"`` XLA-compiles the TensorFlow window only for runs of at least this many
+#: steps. Measured here (mnist_mlp, batch 64, both cores busy): XLA's compile costs about
+#: 5.7 s more than tracing the plain graph, and then saves about 1.2 ms a step (XLA 0.8 ms,
+#: graph 2.0 ms), so it pays from about 4,800 steps. The default digits run (360 steps)
+#: took 12.8 s with the graph window, 22.4 s with the XLA one and 17.1 s with Keras's own
+#: loop (which XLA-compiles its step).
+XLA_MIN_STEPS = 5_000
 #: The most steps per window (``steps_per_execution``): one call of the zoo's train
 #: function, between two calls of the callbacks' batch hooks. Each call costs about 1 ms
 #: on TensorFlow (measured here: a 1-step window 1.4 ms, each further MLP step 0.3 ms),
@@ -159,10 +168,12 @@ def settings_for(
             # steps_per_execution hung; the window has not been tried under a strategy.
             return Settings(mode, backend)
         # XLA for the whole window unless the model has convolutions (measured here: the
-        # MLP's window 2.5x a per-step loop; convolutions far slower with XLA in a loop).
+        # MLP's window 2.5x a per-step loop; convolutions far slower with XLA in a loop),
+        # and with "auto" only for runs long enough to earn its compile (XLA_MIN_STEPS).
         # ticket_router's LSTMs: 70 steps/s with XLA, 45 without (and 72 with XLA per
         # step in a graph loop; Keras's own loop with XLA per step ran 103 the day before)
-        return Settings(mode, backend, not conv, spe, "in-graph", window=True)
+        long_run = mode == "on" or steps_per_epoch * epochs >= XLA_MIN_STEPS
+        return Settings(mode, backend, long_run and not conv, spe, "in-graph", window=True)
     if backend == "jax":
         if keras.distribution.distribution() is not None or conv:
             # Keras's own loop, its steps grouped: under a distribution (the window's jit
