@@ -41,6 +41,9 @@ def _install_backend(session, backend):
         # which no test imports (measured here: the JAX venv's install 116 s -> 57 s);
         # Python compiles what is imported, once, on first import
         session.install("--no-compile", requirement)
+    # ... which needs Python free to write what it compiles (this machine's environment
+    # sets PYTHONDONTWRITEBYTECODE, which would make every process compile every import)
+    session.env["PYTHONDONTWRITEBYTECODE"] = None
     session.env["KERAS_BACKEND"] = backend
     session.run("python", "-c", CHECK_BACKEND, backend)
 
