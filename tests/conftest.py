@@ -31,8 +31,9 @@ def pytest_configure(config):
 #: what no backend changes (the run directory's files and lock under kills, a full disk,
 #: two processes). Every other backend's session deselects them (pytest reports them as
 #: "deselected", never as passed). Any backend works for them; TensorFlow's session had
-#: the most time to spare (measured here, 2026-11-23, tests summed over both workers: 715 s
-#: without them, against JAX's 770 s and PyTorch's 1,108 s).
+#: the most time to spare (measured here, 2026-11-23, test time summed over both workers:
+#: TensorFlow 715 s without them; JAX 1,012 s with them, which took about 240 s under
+#: TensorFlow; PyTorch 1,108 s without them).
 ONE_BACKEND = "tensorflow"
 
 
