@@ -10,7 +10,6 @@ Usage::
     nox -s gpu                                   # the suite on an accelerator (JAX, PyTorch)
 """
 
-import shutil
 from pathlib import Path
 
 import nox
@@ -54,9 +53,9 @@ def tests(session, backend):
     """Runs the test suite under one backend."""
     _install_backend(session, backend)
     # Compiled programs are shared between the xdist workers and the processes the tests
-    # start, in a cache that starts empty each session (so a local run times as CI does)
+    # start, in a cache inside the session's folder: a new venv (CI, plain `nox`) starts
+    # it empty, as a fresh machine would; `nox -r` keeps it
     cache = Path(session.create_tmp()) / "compile-cache"
-    shutil.rmtree(cache, ignore_errors=True)
     if backend == "jax":
         # JAX's persistent compilation cache, for every program however quick to compile
         session.env["JAX_COMPILATION_CACHE_DIR"] = f"{cache}/jax"
