@@ -128,6 +128,12 @@ def _steps_per_execution(steps_per_epoch: int, most: int, divisor: bool = False)
     return max(1, min(most, steps_per_epoch))
 
 
+def _compile_pays(mode: str, steps: int, min_steps: int) -> bool:
+    """Whether to compile: always with ``fast="on"``; with ``"auto"`` only for runs of at
+    least ``min_steps`` steps, the measured break-even of the backend's compile."""
+    return mode == "on" or steps >= min_steps
+
+
 class ProgressBar(keras.callbacks.ProgbarLogger):
     """Keras's progress bar, its count capped at the epoch's steps: an epoch's last window
     may be shorter than ``steps_per_execution``, and Keras counts whole windows (it
@@ -172,8 +178,8 @@ def settings_for(
         # and with "auto" only for runs long enough to earn its compile (XLA_MIN_STEPS).
         # ticket_router's LSTMs: 70 steps/s with XLA, 45 without (and 72 with XLA per
         # step in a graph loop; Keras's own loop with XLA per step ran 103 the day before)
-        long_run = mode == "on" or steps_per_epoch * epochs >= XLA_MIN_STEPS
-        return Settings(mode, backend, long_run and not conv, spe, "in-graph", window=True)
+        xla = _compile_pays(mode, steps_per_epoch * epochs, XLA_MIN_STEPS) and not conv
+        return Settings(mode, backend, xla, spe, "in-graph", window=True)
     if backend == "jax":
         if keras.distribution.distribution() is not None or conv:
             # Keras's own loop, its steps grouped: under a distribution (the window's jit
@@ -183,8 +189,9 @@ def settings_for(
             return Settings(mode, backend, steps_per_execution=spe)
         return Settings(mode, backend, steps_per_execution=spe, pipeline="in-graph", window=True)
     if backend == "torch":
-        long_run = mode == "on" or steps_per_epoch * epochs >= TORCH_COMPILE_MIN_STEPS
-        compile_step = long_run and not conv
+        compile_step = (
+            _compile_pays(mode, steps_per_epoch * epochs, TORCH_COMPILE_MIN_STEPS) and not conv
+        )
         return Settings(mode, backend, None, spe, "torch", compile_step, window=True)
     return Settings(mode, backend)
 
