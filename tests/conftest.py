@@ -40,7 +40,9 @@ ONE_BACKEND = "tensorflow"
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() == ONE_BACKEND:
         return
-    elsewhere = [item for item in items if item.get_closest_marker("one_backend")]
+    kept, elsewhere = [], []
+    for item in items:
+        (elsewhere if item.get_closest_marker("one_backend") else kept).append(item)
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)
-        items[:] = [item for item in items if not item.get_closest_marker("one_backend")]
+        items[:] = kept
