@@ -1,8 +1,11 @@
-"""Data-parallel training (``train(..., distribute="data")``) on 2 CPU devices gives the
-metrics of one device; a backend without it says so in one line.
+"""Data-parallel training (``train(..., distribute="data")``) on 2 CPU devices, and on 2
+processes (``zoo train --processes 2``), gives the metrics of one device; a backend
+without it says so in one line.
 
 Each run is a subprocess, since the device count is fixed when the backend starts:
-JAX gets 2 host devices from ``XLA_FLAGS``, TensorFlow 2 logical CPU devices."""
+JAX gets 2 host devices from ``XLA_FLAGS``, TensorFlow 2 logical CPU devices. The
+multi-process runs are real: the launcher starts 2 workers that talk over localhost
+(torch: gloo; JAX: ``jax.distributed`` with gloo collectives)."""
 
 import json
 import os
@@ -111,9 +114,209 @@ if BACKEND in ("jax", "tensorflow"):
 
 
 def test_distribute_errors_are_one_clear_line(tmp_path):
-    if BACKEND == "torch":
-        with pytest.raises(ValueError, match=r"not available on the 'torch' backend"):
+    if BACKEND == "torch":  # one process: DDP needs several
+        with pytest.raises(ValueError, match=r"one process per device: start it with `zoo tr"):
             train(epochs=1, out=tmp_path / "run", distribute="data")
     with pytest.raises(ValueError, match=r"distribute must be one of \['data'\] or None"):
         train(epochs=1, out=tmp_path / "run", distribute="model")
     assert not (tmp_path / "run").exists()
+
+
+# -- several processes (zoo train --processes 2) -----------------------------------------------
+#: Put first on the workers' PYTHONPATH: in each worker (RANK or KERAS_DISTRIBUTION_PROCESS_ID
+#: set by the launcher) it records every batch share the worker takes and every file it
+#: creates, renames or makes a folder for, and it SIGKILLs the worker at
+#: ZOO_SPY_KILL="rank@epoch@step".
+SPY = """
+import json, os, signal
+rank = os.environ.get("RANK") or os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
+if rank is not None and os.environ.get("ZOO_SPY_DIR"):
+    from zoo import performance
+    log = open(os.path.join(os.environ["ZOO_SPY_DIR"], f"rank{rank}.jsonl"), "a")
+    def say(**record):
+        log.write(json.dumps(record) + "\\n")
+        log.flush()
+    set_epoch, indices = performance._Batches.set_epoch, performance._Batches.indices
+    def spy_set_epoch(self, epoch):
+        self.spy_epoch = epoch
+        set_epoch(self, epoch)
+    def spy_indices(self, i):
+        mine = indices(self, i)
+        every = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        say(kind="batch", epoch=self.spy_epoch, step=int(i), mine=[int(j) for j in mine],
+            every=[int(j) for j in every])
+        if os.environ.get("ZOO_SPY_KILL") == f"{rank}@{self.spy_epoch}@{i}":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return mine
+    performance._Batches.set_epoch = spy_set_epoch
+    performance._Batches.indices = spy_indices
+    replace, open_, mkdir = os.replace, os.open, os.mkdir
+    def spy_replace(src, dst, *a, **k):
+        say(kind="write", path=os.path.abspath(dst))
+        return replace(src, dst, *a, **k)
+    def spy_open(path, flags, *a, **k):
+        if flags & os.O_CREAT:
+            say(kind="write", path=os.path.abspath(path))
+        return open_(path, flags, *a, **k)
+    def spy_mkdir(path, *a, **k):
+        say(kind="write", path=os.path.abspath(path))
+        return mkdir(path, *a, **k)
+    os.replace, os.open, os.mkdir = spy_replace, spy_open, spy_mkdir
+"""
+
+EPOCHS = 3
+MULTI = BACKEND in ("jax", "torch")
+
+
+def _zoo_train(out, spy, *args, kill=None):
+    """``python -m zoo train mnist_mlp`` on digits for EPOCHS epochs into ``out``."""
+    spy.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": BACKEND,
+        "PYTHONPATH": os.pathsep.join([str(spy.parent), os.environ.get("PYTHONPATH", "")]),
+        "ZOO_SPY_DIR": str(spy),
+    }
+    env.pop("ZOO_SPY_KILL", None)
+    if kill:
+        env["ZOO_SPY_KILL"] = kill
+    if BACKEND == "jax":
+        env["JAX_PLATFORMS"] = "cpu"
+    command = ["train", "mnist_mlp", "--epochs", str(EPOCHS), "--quiet", "--out", str(out)]
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *command, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def _spied(spy):
+    """``{rank: [records]}`` of what the spy saw in each worker."""
+    return {
+        int(p.stem[4:]): [json.loads(line) for line in p.read_text().splitlines()]
+        for p in sorted(spy.glob("rank*.jsonl"))
+    }
+
+
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """An uninterrupted 1-process run and 2-process run of the same command."""
+    base = tmp_path_factory.mktemp("processes")
+    (base / "sitecustomize.py").write_text(SPY)
+    one = _zoo_train(base / "one", base / "spy-one")
+    two = _zoo_train(base / "two", base / "spy-two", "--distribute", "data", "--processes", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    return base
+
+
+if MULTI:
+    multi = pytest.mark.xdist_group("processes")  # one worker runs the fixture's runs once
+
+    @multi
+    def test_two_processes_end_with_the_metrics_of_one(two_runs):
+        one, two = _metrics(two_runs / "one"), _metrics(two_runs / "two")
+        info = two["distribution"]
+        assert info["processes"] == 2 and info["devices"] == 2
+        assert (
+            info["strategy"]
+            == {
+                "jax": "keras.distribution.DataParallel",
+                "torch": "torch.nn.parallel.DistributedDataParallel",
+            }[BACKEND]
+        )
+        assert one["distribution"] is None
+        for key in ("test_loss", "test_accuracy"):
+            np.testing.assert_allclose(two[key], one[key], rtol=1e-3, err_msg=key)
+        # the training metrics of every epoch too: over the global batches, not one share
+        history = [
+            (two_runs / run / "history.csv").read_text().splitlines() for run in ["one", "two"]
+        ]
+        assert history[0][0] == history[1][0] and len(history[1]) == EPOCHS + 1
+        rows = [
+            np.loadtxt(two_runs / r / "history.csv", delimiter=",", skiprows=1)
+            for r in ("one", "two")
+        ]
+        np.testing.assert_allclose(rows[1], rows[0], rtol=1e-3)
+
+    @multi
+    def test_each_process_takes_a_disjoint_half_of_every_batch(two_runs):
+        seen = _spied(two_runs / "spy-two")
+        assert sorted(seen) == [0, 1]
+        shares = [
+            {(r["epoch"], r["step"]): r for r in seen[k] if r["kind"] == "batch"} for k in (0, 1)
+        ]
+        assert shares[0].keys() == shares[1].keys()
+        assert {e for e, _ in shares[0]} == set(range(EPOCHS))
+        for epoch in range(EPOCHS):  # every epoch's batches cover the (trimmed) split once
+            seen_once = sorted(
+                i for (e, _), r in shares[0].items() if e == epoch for i in r["every"]
+            )
+            assert seen_once == list(range(len(seen_once))) and len(seen_once) % 2 == 0
+        for key, first in shares[0].items():
+            second = shares[1][key]
+            assert first["every"] == second["every"], key  # the same global batch
+            assert not set(first["mine"]) & set(second["mine"]), key
+            assert sorted(first["mine"] + second["mine"]) == sorted(first["every"]), key
+            assert len(first["mine"]) == len(second["mine"]), key  # halves
+
+    @multi
+    def test_only_the_chief_writes_the_run(two_runs):
+        run = str(two_runs / "two")
+        wrote = {
+            rank: {r["path"] for r in records if r["kind"] == "write" and r["path"].startswith(run)}
+            for rank, records in _spied(two_runs / "spy-two").items()
+        }
+        assert wrote[1] == set()
+        names = {os.path.basename(p) for p in wrote[0]}
+        assert {"metrics.json", "model.keras", "config.json", "history.csv", ".lock"} <= names
+        assert "epoch-0001.npz" in names
+
+    @multi
+    def test_a_killed_worker_stops_the_run_and_the_rerun_resumes_it(two_runs):
+        out, args = two_runs / "killed", ("--distribute", "data", "--processes", "2")
+        first = _zoo_train(out, two_runs / "spy-killed", *args, kill="1@1@5")
+        assert first.returncode == 1, first.stderr[-3000:]
+        last = first.stderr.strip().splitlines()[-1]
+        assert last.startswith("zoo: worker 1 of 2 failed (killed by SIGKILL)"), last
+        assert "stopped the other workers" in last
+        assert (out / "checkpoint" / "epoch-0001.npz").is_file()
+        assert not (out / "metrics.json").exists()
+        again = _zoo_train(out, two_runs / "spy-rerun", *args)
+        assert again.returncode == 0, again.stderr[-3000:]
+        resumed, straight = _metrics(out), _metrics(two_runs / "two")
+        for key in ("test_loss", "test_accuracy"):
+            np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, err_msg=key)
+        assert (out / "history.csv").read_text() == (two_runs / "two" / "history.csv").read_text()
+        # the rerun trained only the epochs after the checkpoint (process 0 prints them)
+        assert "Epoch 1/3" not in again.stdout and "Epoch 2/3" in again.stdout, again.stdout
+
+
+def test_processes_need_distribute_data(tmp_path):
+    result = _zoo_train(tmp_path / "run", tmp_path / "spy", "--processes", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "zoo: error: --processes 2 needs --distribute data (the workers share every batch); add it"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+if BACKEND == "tensorflow":
+
+    def test_tensorflow_refuses_several_processes_in_one_line(tmp_path):
+        result = _zoo_train(
+            tmp_path / "run", tmp_path / "spy", "--distribute", "data", "--processes", "2"
+        )
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "zoo: error: distribute='data' over several TensorFlow processes"
+        ), lines
+        assert "tensorflow/tensorflow#72388" in lines[0]
+        assert not (tmp_path / "run").exists()

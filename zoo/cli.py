@@ -91,7 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         "--distribute",
         choices=("data",),
         help="data: train data-parallel over all local devices (jax: keras.distribution."
-        "DataParallel; tensorflow: MirroredStrategy); see docs/distribute.md",
+        "DataParallel; tensorflow: MirroredStrategy) or over the processes of --processes "
+        "or torchrun (torch: DistributedDataParallel); see docs/distribute.md",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --distribute data: start N local worker processes (zoo.launch); only "
+        "process 0 writes the run directory and prints its progress",
     )
     p = commands.add_parser("evaluate", help="evaluate a finished run on its test split")
     p.add_argument("run")
@@ -149,8 +158,10 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    use_backend(args.backend)
     try:
+        if args.command == "train" and args.processes != 1:
+            return _launch(args)  # before Keras starts: the launcher only starts workers
+        use_backend(args.backend)
         return _run(args)
     except (ValueError, RuntimeError, OSError) as err:  # every expected failure
         if args.debug:
@@ -202,14 +213,52 @@ def _run(args) -> int:
     return 0
 
 
+_WORKER_ENV = ("RANK", "WORLD_SIZE", "KERAS_DISTRIBUTION_PROCESS_ID", "TF_CONFIG")
+
+
+def _launch(args) -> int:
+    """``train --processes N``: N workers running the same train command (zoo.launch)."""
+    from zoo import launch
+
+    if args.processes < 1:
+        raise ValueError(f"processes must be an int >= 1, got {args.processes}")
+    if args.distribute != "data":
+        raise ValueError(
+            f"--processes {args.processes} needs --distribute data (the workers share every "
+            "batch); add it"
+        )
+    started = [name for name in _WORKER_ENV if name in os.environ]
+    if started:
+        raise ValueError(
+            f"--processes starts its own workers, but this process is one already ({started[0]} "
+            "is set, e.g. by torchrun or srun); leave --processes out under a launcher"
+        )
+    worker = ["--debug"] if args.debug else []
+    worker += ["train", args.name, "--seed", str(args.seed), "--fast", args.fast]
+    for flag, value in (
+        ("--dataset", args.dataset),
+        ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size),
+        ("--out", args.out),
+    ):
+        if value is not None:
+            worker += [flag, str(value)]
+    worker += ["--distribute", "data"] + (["--quiet"] if args.quiet else [])
+    backend = args.backend or os.environ.get("KERAS_BACKEND") or use_backend(None)
+    return launch.launch(worker, args.processes, backend)
+
+
 def _train(args) -> int:
     import keras
 
     from zoo import training
+    from zoo.distribute import process_index_from_env
 
     dataset = training.recipe_for(args.name).datasets[0] if args.dataset is None else args.dataset
     out = training.default_run_dir(args.name, dataset, args.seed) if args.out is None else args.out
-    print(f"training {args.name} on {dataset} with backend {keras.backend.backend()} -> {out}")
+    chief = process_index_from_env() == 0  # the other workers of a multi-process run are quiet
+    if chief:
+        print(f"training {args.name} on {dataset} with backend {keras.backend.backend()} -> {out}")
     try:
         metrics = training.train(
             args.name,
@@ -229,9 +278,11 @@ def _train(args) -> int:
             file=sys.stderr,
         )
         return 130
-    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")}
-    print(f"test metrics: {shown}")
-    print(f"run directory: {out} (model.keras, config.json, history.csv, metrics.json, curves.png)")
+    if chief:
+        shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")}
+        print(f"test metrics: {shown}")
+        files = "model.keras, config.json, history.csv, metrics.json, curves.png"
+        print(f"run directory: {out} ({files})")
     return 0
 
 

@@ -1,22 +1,28 @@
-"""Multi-device training through the engines that already do it well.
+"""Data-parallel training through the engines that already do it well.
 
 ``zoo train ... --distribute data`` (``train(..., distribute="data")``) trains
-data-parallel over every local device, each device taking an equal slice of every
-batch, with the weights replicated and the gradients averaged, so the math is that of
-one device with the same global batch:
+data-parallel: every device (or process) takes an equal slice of every batch, the
+weights are replicated and the gradients averaged, so the math is that of one device
+with the same global batch. The zoo sets up each backend's own engine around the same
+``fit``, callbacks, checkpointing and resume as a one-device run:
 
 - JAX: ``keras.distribution.DataParallel`` over ``keras.distribution.list_devices()``.
-  Multi-host: start every process with ``KERAS_DISTRIBUTION_JOB_ADDRESSES``
-  (comma-separated ``host:port`` of every process, the first being the
-  coordinator), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
-  ``KERAS_DISTRIBUTION_PROCESS_ID``; ``zoo`` then calls
-  ``keras.distribution.initialize()``, the devices are those of all processes, and
-  each process feeds its own share of every batch.
+  Several processes: each is started with ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the
+  coordinator's ``host:port`` first), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
+  ``KERAS_DISTRIBUTION_PROCESS_ID``; ``zoo`` then calls ``keras.distribution.initialize()``
+  (``jax.distributed``; on CPUs its collectives run over gloo), the devices are those of
+  all processes, and each process feeds its own share of every batch.
 - TensorFlow: ``tf.distribute.MirroredStrategy`` over the GPUs, or, without GPUs,
   over the logical CPU devices (``tf.config.set_logical_device_configuration``).
-- PyTorch: not available: Keras's ``fit`` drives one device on this backend. It
-  needs a ``DistributedDataParallel`` wrapper and a custom loop (see
-  ``docs/distribute.md``); asking for it is a clear error.
+- PyTorch: ``torch.nn.parallel.DistributedDataParallel``, one process per device (gloo
+  on CPUs, NCCL on GPUs), started by ``torchrun`` or ``zoo train --processes N``, which
+  set ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``. Keras 3.15's ``fit``
+  has no DDP on torch, so the zoo's torch train loop (``zoo.performance``) steps through
+  ``ddp_train_step`` below and sums the metrics over the processes at each epoch's end.
+
+With several processes, only the chief (process 0) writes the run directory; every
+process reads the same checkpoint on resume (``zoo.training``). ``zoo.launch`` starts N
+local processes with the right environment for the backend.
 
 On a CPU, JAX shows several devices with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts).
@@ -25,13 +31,16 @@ On a CPU, JAX shows several devices with
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import keras
 
-__all__ = ["MODES", "DistPlan", "plan"]
+from zoo.launch import TF_UNSUPPORTED
+
+__all__ = ["MODES", "DistPlan", "ddp_train_step", "plan", "process_index_from_env", "torch_ddp"]
 
 MODES = ("data",)
 _ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
@@ -43,9 +52,9 @@ class DistPlan:
 
     Attributes:
         strategy: the engine, e.g. ``"keras.distribution.DataParallel"``; None: one device.
-        devices: how many devices take a slice of every batch.
+        devices: how many devices take a slice of every batch (over all processes).
         processes: how many processes share every batch.
-        process_index: this process's index among them.
+        process_index: this process's index among them (0: the chief, which writes).
         even_batches: every batch (the last included) must split evenly over the devices:
             the training path trims the training and validation splits to a multiple of
             ``devices`` and evaluates the test split on one device.
@@ -61,10 +70,21 @@ class DistPlan:
     _scope: Callable[[], contextlib.AbstractContextManager] = field(
         default=contextlib.nullcontext, repr=False
     )
+    _barrier: Callable[[str], None] = field(default=lambda name: None, repr=False)
 
     def scope(self) -> contextlib.AbstractContextManager:
         """The context under which the model is built, compiled and trained."""
         return self._scope()
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run directory (process 0)."""
+        return self.process_index == 0
+
+    def barrier(self, name: str) -> None:
+        """Waits until every process reaches the barrier ``name`` (one process: returns)."""
+        if self.processes > 1:
+            self._barrier(name)
 
     @property
     def shard(self) -> tuple[int, int] | None:
@@ -76,6 +96,19 @@ class DistPlan:
         if self.strategy is None:
             return None
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def process_index_from_env() -> int:
+    """This process's index as its launcher set it (torchrun's ``RANK``, Keras's
+    ``KERAS_DISTRIBUTION_PROCESS_ID``, ``TF_CONFIG``'s task index); 0 when none is set.
+    Readable before the backend starts (the CLI prints only from process 0)."""
+    for name in ("RANK", "KERAS_DISTRIBUTION_PROCESS_ID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    try:
+        return int(json.loads(os.environ.get("TF_CONFIG", "{}"))["task"]["index"])
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _check_batch(batch_size, count, what):
@@ -94,16 +127,25 @@ def _jax_data_parallel(batch_size) -> DistPlan:
         keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
         _jax_data_parallel.done = True
     devices = keras.distribution.list_devices()
-    _check_batch(batch_size, jax.local_device_count(), "local devices")
+    _check_batch(batch_size, len(devices), "devices")
 
     @contextlib.contextmanager
     def scope():
         previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        # auto_shard_dataset=False: each process's batches are already its share
+        # (zoo.performance's batches, sharded by process index)
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        )
         try:
             yield
         finally:
             keras.distribution.set_distribution(previous)
+
+    def barrier(name):
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
     return DistPlan(
         strategy="keras.distribution.DataParallel",
@@ -112,12 +154,24 @@ def _jax_data_parallel(batch_size) -> DistPlan:
         process_index=jax.process_index(),
         even_batches=True,  # JAX shards every batch evenly
         _scope=scope,
+        _barrier=barrier,
     )
+
+
+def _tf_workers() -> tuple[int, int]:
+    """``(workers, this worker's index)`` from ``TF_CONFIG`` (``(1, 0)`` without it)."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        return len(config["cluster"]["worker"]), int(config["task"]["index"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return 1, 0
 
 
 def _tf_mirrored(batch_size) -> DistPlan:
     import tensorflow as tf
 
+    if _tf_workers()[0] > 1:
+        raise ValueError(TF_UNSUPPORTED)
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     _check_batch(batch_size, len(devices), "devices")
@@ -128,6 +182,107 @@ def _tf_mirrored(batch_size) -> DistPlan:
         even_batches=False,  # TensorFlow splits a last, smaller batch by itself
         _scope=strategy.scope,
     )
+
+
+# -- PyTorch: DistributedDataParallel --------------------------------------------------------
+_TORCH_DDP = {"active": False}
+
+
+def torch_ddp() -> bool:
+    """Whether a torch ``DistributedDataParallel`` plan's scope is active: ``zoo.performance``
+    then trains through ``ddp_train_step`` and sums the metrics over the processes."""
+    return _TORCH_DDP["active"]
+
+
+def _torch_ddp(batch_size) -> DistPlan:
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2:
+        raise ValueError(
+            "distribute='data' on the torch backend trains one process per device: start "
+            "it with `zoo train ... --distribute data --processes N` (N >= 2) or under "
+            "torchrun (see docs/distribute.md)"
+        )
+    _check_batch(batch_size, world, "processes")
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # env:// reads MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE (torchrun, zoo.launch)
+        dist.init_process_group("nccl" if cuda else "gloo")
+
+    @contextlib.contextmanager
+    def scope():
+        _TORCH_DDP["active"] = True
+        try:
+            yield
+        finally:
+            _TORCH_DDP["active"] = False
+
+    return DistPlan(
+        strategy="torch.nn.parallel.DistributedDataParallel",
+        devices=world,
+        processes=world,
+        process_index=dist.get_rank(),
+        # each process takes an equal share of every batch: DDP averages the processes'
+        # gradients, which is the gradient of the global batch only if the shares are equal
+        even_batches=True,
+        _scope=scope,
+        _barrier=lambda name: dist.barrier(),
+    )
+
+
+def ddp_train_step(model: keras.Model) -> Callable:
+    """Keras's torch ``train_step`` (``keras/src/backend/torch/trainer.py``, Keras 3.15)
+    with the forward pass through ``DistributedDataParallel``, which averages the
+    gradients over the processes during ``backward``; the loss, the optimizer update and
+    the metrics are Keras's own. (Keras 3.15's ``fit`` has no DDP on torch; keras-nightly's
+    trainer does the same thing.) ``tests/test_distribute.py`` checks that a 2-process run
+    ends with a 1-process run's metrics.
+
+    The DDP wrapper is built here, once per fit: it broadcasts process 0's weights."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
+    ddp = DistributedDataParallel(model, device_ids=device_ids)
+    training = {"training": True} if "training" in model.call_signature_parameters else {}
+
+    def step(data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = ddp(x, **training)
+        model.zero_grad()
+        # private, as in Keras's own train_step: _compute_loss adds the layers' losses,
+        # _loss_tracker is the "loss" metric (no public handle on either in Keras 3.15)
+        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        model._loss_tracker.update_state(loss, sample_weight=len(keras.tree.flatten(x)[0]))
+        loss = model.optimizer.scale_loss(loss)
+        loss.backward()  # DDP's hooks average each gradient over the processes here
+        weights = model.trainable_weights[:]
+        with torch.no_grad():
+            model.optimizer.apply([v.value.grad for v in weights], weights)
+        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    return step
+
+
+class SumMetricsOverProcesses(keras.callbacks.Callback):
+    """At each epoch's last training batch, replaces every metric's state with its sum
+    over the processes (``all_reduce``), so that the epoch's logs (history.csv, the
+    checkpoint, the NaN check) are those of the global batches, as on one process.
+    Keras's metrics keep sums and counts (``Mean``: total and count), which add up."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 < self.params["steps"]:
+            return
+        import torch
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for variable in self.model.metrics_variables:
+                dist.all_reduce(variable.value, op=dist.ReduceOp.SUM)
 
 
 def plan(mode: str | None, batch_size: int) -> DistPlan:
@@ -142,8 +297,6 @@ def plan(mode: str | None, batch_size: int) -> DistPlan:
         return _jax_data_parallel(batch_size)
     if backend == "tensorflow":
         return _tf_mirrored(batch_size)
-    raise ValueError(
-        f"distribute={mode!r} is not available on the {backend!r} backend: Keras's fit "
-        "trains on one device there (use the jax or tensorflow backend; see "
-        "docs/distribute.md)"
-    )
+    if backend == "torch":
+        return _torch_ddp(batch_size)
+    raise ValueError(f"distribute={mode!r} is not available on the {backend!r} backend")

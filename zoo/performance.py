@@ -41,6 +41,7 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
+from zoo import distribute
 from zoo.utils import contains_layer
 
 __all__ = [
@@ -91,6 +92,8 @@ class Settings:
         torch_compile: whether the torch train step is compiled.
         window: whether the zoo's window train function runs (``steps_per_execution``
             steps per call, see below) instead of Keras's own.
+        ddp: whether the torch step runs through ``DistributedDataParallel``
+            (``zoo.distribute.ddp_train_step``, under a torch data-parallel plan).
     """
 
     mode: str
@@ -100,6 +103,7 @@ class Settings:
     pipeline: str = "pydataset"
     torch_compile: bool = False
     window: bool = False
+    ddp: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -159,12 +163,19 @@ def settings_for(
     dense or recurrent model's step (mnist_mlp 2.4x, ticket_router 2.3x).
     """
     check.one_of("fast", mode, MODES)
+    most_steps = (
+        CONV_STEPS_PER_EXECUTION if contains_layer(model, _CONV_LAYERS) else STEPS_PER_EXECUTION
+    )
     backend = keras.backend.backend()
+    if backend == "torch" and distribute.torch_ddp():
+        # Keras 3.15's fit has no DDP on torch: the zoo's loop runs, uncompiled, whatever
+        # ``mode`` (with "off", one step per window: Keras's loop with the DDP step)
+        spe = 1 if mode == "off" else _steps_per_execution(steps_per_epoch, most_steps, True)
+        return Settings(mode, backend, None, spe, "torch", window=True, ddp=True)
     if mode == "off":
         return Settings(mode, backend)
     conv = contains_layer(model, _CONV_LAYERS)
-    most = CONV_STEPS_PER_EXECUTION if conv else STEPS_PER_EXECUTION
-    spe = _steps_per_execution(steps_per_epoch, most, divisor=backend == "torch")
+    spe = _steps_per_execution(steps_per_epoch, most_steps, divisor=backend == "torch")
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -426,14 +437,14 @@ def _torch_window(model, step, no_grad_step):
 
 def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=None):
     """Readies a compiled ``model`` to ``fit`` with ``settings``; returns ``(data,
-    callback, done)``: what to pass to ``fit``, the callback that must come first in
-    ``fit``'s callbacks (it sets each epoch's batch order) and the function that undoes
+    callbacks, done)``: what to pass to ``fit``, the callbacks that must come first in
+    ``fit``'s callbacks (they set each epoch's batch order) and the function that undoes
     what ``fit`` must not keep (call it after ``fit``, even when it fails).
-    ``shard=(index, count)`` keeps this process's share of every batch (multi-host data
-    parallelism on JAX). The model's compile config (what ``model.save`` writes) is left
+    ``shard=(index, count)`` keeps this process's share of every batch (multi-process
+    data parallelism). The model's compile config (what ``model.save`` writes) is left
     as it was compiled."""
-    if settings.window and shard is not None:
-        raise ValueError("shard is for Keras's own train loop (fast='off' or a distribution)")
+    if settings.pipeline == "in-graph" and shard is not None:
+        raise ValueError("shard is for Keras's own train loop or torch's (not an in-graph window)")
     feed = _Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
     # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
     # functions to None, so that the next fit makes them again with these settings.
@@ -451,7 +462,7 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
             model.train_function = model.test_function = model.predict_function = None
 
     if not settings.window:
-        return data, _Hooks(set_epoch), done
+        return data, [_Hooks(set_epoch)], done
     window = _Window(feed, settings.steps_per_execution)
     if settings.backend == "tensorflow":
         model.train_function, set_epoch, data = _tf_window(model, window, settings.jit_compile)
@@ -461,13 +472,18 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
         step = model.train_step
         if settings.torch_compile:
             step = _compiled_torch_step(model, batch_size)
+        if settings.ddp:
+            step = distribute.ddp_train_step(model)
         model.train_function, model.test_function = _torch_window(model, step, model.test_step)
         # Keras reads steps_per_execution when it makes an epoch iterator: fit's own is
         # made by now, and evaluation's (made later) then runs batch by batch, since its
         # batches rarely divide into the training windows (Keras warned "Your input ran
         # out of data" at each validation)
-        return data, _Hooks(set_epoch, at_train_begin=lambda: _one_step_evaluation(model)), done
-    return data, _Hooks(set_epoch), done
+        hooks = [_Hooks(set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
+        if settings.ddp:
+            hooks.append(distribute.SumMetricsOverProcesses())
+        return data, hooks, done
+    return data, [_Hooks(set_epoch)], done
 
 
 def _one_step_evaluation(model):

@@ -26,6 +26,10 @@ Guarantees, each tested (``tests/test_rundir.py``):
   exactly this configuration is refused before anything is written.
 - A full disk (or any write error) leaves the previous checkpoint and every finished
   file as they were.
+- One writer: in a multi-process run only the chief opens the run with ``writer=True``;
+  the others open it with ``writer=False`` and then write nothing at all (every write
+  method returns without touching the disk, no lock is taken) and restore from the
+  checkpoints the chief wrote.
 
 Why not Keras's ``BackupAndRestore`` or ``OrbaxCheckpoint``: the first writes its
 weights and its metadata as two files one after the other (a kill between them resumed
@@ -97,6 +101,8 @@ class RunDir:
 
     Args:
         path: the run directory (it need not exist yet).
+        writer: False for the processes of a multi-process run other than the chief:
+            they only read the checkpoints (``restore``); every write is skipped.
 
     Example:
         >>> run = RunDir("runs/example")
@@ -104,10 +110,11 @@ class RunDir:
         ...     run.prepare({"model": "mnist_mlp", "epochs": 2})
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, writer: bool = True):
         if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
             raise RunDirError(f"out must name a directory, got {str(path)!r}")
         self.path = Path(path)
+        self.writer = writer
         self.checkpoint_dir = self.path / "checkpoint"
         self._lock_fd: int | None = None
 
@@ -143,10 +150,15 @@ class RunDir:
     def lock(self) -> Iterator[RunDir]:
         """Holds the run's exclusive lock (creating the directory) for the ``with`` block.
 
+        A reader (``writer=False``) takes no lock and creates nothing.
+
         Raises:
             RunDirError: another live process holds it (named by pid), or the directory
                 can't be created or written.
         """
+        if not self.writer:
+            yield self
+            return
         self._make_dir()
         lock_path = self.path / ".lock"
         while True:
@@ -185,9 +197,13 @@ class RunDir:
             os.close(fd)
             self._lock_fd = None
 
-    def _require_lock(self) -> None:
+    def _writes(self) -> bool:
+        """False for a reader, which writes nothing; a writer must hold the lock."""
+        if not self.writer:
+            return False
         if self._lock_fd is None:
             raise RuntimeError(f"{self!r}: hold run.lock() before writing the run")
+        return True
 
     # -- what the folder holds ---------------------------------------------------------------
     def _read_json(self, path: Path) -> Any:
@@ -214,7 +230,8 @@ class RunDir:
         Raises:
             RunDirError: the folder holds something else, another run, or a finished run.
         """
-        self._require_lock()
+        if not self._writes():
+            return "reader"
         config = json.loads(json.dumps(config, default=str))
         if not self.config_path.exists():
             others = sorted(
@@ -292,22 +309,26 @@ class RunDir:
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """Writes metrics.json: from here on the run is finished."""
-        self._require_lock()
+        if not self._writes():
+            return
         self._write_json(self.metrics_path, metrics)
         _fault("metrics:written", -1)
 
     def write_model(self, model) -> None:
-        self._require_lock()
+        if not self._writes():
+            return
         self._write(self.model_path, lambda p: model.save(p))
         _fault("model:written", -1)
 
     def write_curves(self, draw: Callable[[Path], object]) -> None:
-        self._require_lock()
+        if not self._writes():
+            return
         self._write(self.curves_path, draw)
 
     def finish(self) -> None:
         """Removes the checkpoints once metrics.json is written."""
-        self._require_lock()
+        if not self._writes():
+            return
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
 
     def read_history(self) -> list[dict[str, float]]:
@@ -321,7 +342,8 @@ class RunDir:
             ]
 
     def write_history(self, rows: list[dict[str, float]]) -> None:
-        self._require_lock()
+        if not self._writes():
+            return
         keys = list(dict.fromkeys(k for row in rows for k in row))
 
         def write(tmp):
@@ -350,8 +372,10 @@ class RunDir:
 
     def save_checkpoint(self, model, epoch: int, history: list[dict[str, float]]) -> Path:
         """Writes ``epoch-NNNN.npz`` (``epoch`` epochs done) as one atomic unit, keeps the
-        previous one, and rewrites history.csv from ``history``."""
-        self._require_lock()
+        previous one, and rewrites history.csv from ``history``. A reader writes nothing
+        (and returns the path the chief writes)."""
+        if not self._writes():
+            return self.checkpoint_dir / f"epoch-{epoch:04d}.npz"
         _fault("checkpoint:start", epoch)
         model_vars, optimizer_vars = self._variables(model)
         state = {
@@ -426,7 +450,7 @@ class RunDir:
         Raises:
             RunDirError: there are checkpoints, and none of them is usable.
         """
-        self._require_lock()
+        self._writes()  # a writer must hold the lock; a reader only reads here
         found = self.checkpoints()
         if not found:
             self.write_history([])  # a history.csv without a checkpoint is from no epoch

@@ -272,7 +272,7 @@ def fit(
             validation_batch_size=batch_size,
             epochs=epochs,
             initial_epoch=initial_epoch,
-            callbacks=[hooks, *_progress_bar(callbacks), *(callbacks or [])],
+            callbacks=[*hooks, *_progress_bar(callbacks), *(callbacks or [])],
             verbose=verbose,
         )
     finally:
@@ -348,7 +348,10 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
 
 def _finish(run, model, args, data, plan, settings, wall_time, history) -> dict[str, Any]:
     """Tests the trained model, draws the curves and writes metrics.json (the run is
-    finished from there), then drops the checkpoints."""
+    finished from there), then drops the checkpoints: on the chief, once; the other
+    processes of a multi-process run return ``{}``."""
+    if not plan.is_chief:
+        return {}
     if plan.even_batches:  # the test split as it is (its last batch need not split evenly)
         weights, model = model.get_weights(), args.build()
         model.set_weights(weights)
@@ -382,7 +385,9 @@ def train(
 ) -> dict[str, Any]:
     """Trains ``model_name`` on ``dataset`` and returns its metrics (also in
     ``RUN/metrics.json``). Run it again with the same arguments after an
-    interruption and it resumes from the last completed epoch.
+    interruption and it resumes from the last completed epoch. In a multi-process run
+    only the chief (process 0) writes the run and returns the metrics; the others
+    return ``{}``.
 
     Args:
         model_name: a registered model with a recipe (``zoo.describe(name).as_dict()``).
@@ -396,8 +401,9 @@ def train(
         callbacks: more Keras callbacks, run before the run's own.
         fast: the backend's speed settings, ``"auto"``, ``"on"`` or ``"off"`` (see
             ``fit`` and ``zoo.performance``); they do not change the results.
-        distribute: ``"data"`` to train data-parallel over all local devices (JAX,
-            TensorFlow; see ``zoo.distribute``), None for one device.
+        distribute: ``"data"`` to train data-parallel (over all local devices on JAX
+            and TensorFlow; over the processes of ``torchrun`` or ``zoo train --processes
+            N``; see ``zoo.distribute``), None for one device.
 
     Raises:
         ValueError: a bad argument (nothing is written).
@@ -412,15 +418,19 @@ def train(
     args = TrainArgs.check(model_name, dataset, epochs, batch_size, seed, overrides, fast)
     plan = dist_lib.plan(distribute, args.batch_size)  # errors before any file is written
     data = DataPlan.load(args, plan)
-    run = RunDir(default_run_dir(args.model, args.dataset, seed) if out is None else out)
+    path = default_run_dir(args.model, args.dataset, seed) if out is None else out
+    run = RunDir(path, writer=plan.is_chief)  # one writer: the other processes only read
     with run.lock():
         run.prepare(args.config())
+        plan.barrier("zoo-run-prepared")  # the chief has checked the folder: restore from it
         with plan.scope():
             model = args.build()
             settings, wall_time, history = _fit_run(
-                model, args, data, plan, run, callbacks, verbose
+                model, args, data, plan, run, callbacks, verbose if plan.is_chief else 0
             )
-            run.write_model(model)
+        # outside the scope: saving makes variables, which under a multi-process
+        # distribution every process would have to make together (the chief saves alone)
+        run.write_model(model)
         return _finish(run, model, args, data, plan, settings, wall_time, history)
 
 

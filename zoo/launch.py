@@ -1,0 +1,188 @@
+"""``zoo train ... --distribute data --processes N``: N local worker processes, one run.
+
+The launcher starts N copies of the same ``zoo train`` command, each with the
+environment its backend's engine reads to find the others (over localhost):
+
+- torch: ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+  ``LOCAL_WORLD_SIZE`` (what ``torchrun`` sets; ``torch.distributed``'s ``env://``);
+- jax: ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator), ``..._NUM_PROCESSES``,
+  ``..._PROCESS_ID`` (what ``keras.distribution.initialize()`` reads);
+- tensorflow: ``TF_CONFIG`` (``tf.distribute.MultiWorkerMirroredStrategy``'s cluster).
+
+Process 0 (the chief, the only one that writes the run directory) prints to this
+terminal; the others' output is kept and shown only if they fail. When any worker
+fails or dies, the launcher stops the others and exits with one line saying which
+worker failed and how; the same command run again resumes from the last complete
+checkpoint. On a cluster, the cluster's own launcher (``torchrun``, ``srun``, a
+Kubernetes job) starts the same workers with the same variables: see
+``docs/distribute.md``.
+
+Why not ``torchrun`` itself: it is torch's only; the launcher is about 100 lines and
+starts the workers of all three backends the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ["launch", "worker_env"]
+
+#: How long the workers have to stop after SIGTERM before they get SIGKILL.
+STOP_GRACE_S = 5.0
+#: Why TensorFlow gets no multi-process training (measured in docs/distribute.md).
+TF_UNSUPPORTED = (
+    "distribute='data' over several TensorFlow processes (TF_CONFIG, --processes) is not "
+    "supported: Keras 3.15's fit fails under MultiWorkerMirroredStrategy "
+    "(tensorflow/tensorflow#72388); use one process (MirroredStrategy over its devices), "
+    "or the jax or torch backend (see docs/distribute.md)"
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` TCP ports free on localhost now (the OS picks them)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def worker_env(backend: str, rank: int, processes: int, ports: list[int]) -> dict[str, str]:
+    """The variables worker ``rank`` of ``processes`` needs on ``backend`` (``ports``:
+    one free port per process; the first is the coordinator's)."""
+    if backend == "torch":
+        return {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(ports[0]),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(processes),
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(processes),
+        }
+    if backend == "jax":
+        return {
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{ports[0]}",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
+            "KERAS_DISTRIBUTION_PROCESS_ID": str(rank),
+        }
+    if backend == "tensorflow":
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports[:processes]]}
+        task = {"type": "worker", "index": rank}
+        return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+    raise ValueError(f"backend must be one of ['tensorflow', 'jax', 'torch'], got {backend!r}")
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
+    """Linux: the worker gets SIGKILL if the launcher dies, so none is left behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _last_line(log) -> str:
+    """The last line a worker wrote that says something (its error, in the CLI's form)."""
+    log.seek(0)
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines()]
+    said = [line for line in lines if line]
+    errors = [line for line in said if line.startswith("zoo:")]
+    return (errors or said or [""])[-1][:300]
+
+
+def _stop(workers) -> None:
+    for w in workers:
+        if w.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                w.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for w in workers:
+        try:
+            w.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+def launch(worker_args: list[str], processes: int, backend: str) -> int:
+    """Runs ``python -m zoo --backend BACKEND *worker_args`` as ``processes`` workers;
+    returns 0 when all of them succeed, else 1 (130 on Ctrl-C), having stopped the rest.
+
+    Raises:
+        ValueError: a backend without multi-process training (tensorflow), before any
+            worker starts.
+    """
+    if backend == "tensorflow":
+        raise ValueError(TF_UNSUPPORTED)
+    ports = _free_ports(processes)
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    with contextlib.ExitStack() as stack:
+        # process 0 prints here; the others' output is kept to report their failure
+        logs = [None] + [stack.enter_context(tempfile.TemporaryFile()) for _ in ports[1:]]
+        workers: list[subprocess.Popen] = []
+        try:
+            for rank, log in enumerate(logs):
+                env = {**os.environ, "KERAS_BACKEND": backend}
+                env.update(worker_env(backend, rank, processes, ports))
+                env.setdefault("OMP_NUM_THREADS", threads)  # as torchrun: no oversubscribed cores
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "zoo", "--backend", backend, *worker_args],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT if log else None,
+                        preexec_fn=_die_with_parent,
+                    )
+                )
+            pids = ", ".join(str(w.pid) for w in workers)
+            print(f"zoo: started {processes} {backend} workers (pids {pids})", file=sys.stderr)
+            return _watch(workers, logs)
+        except KeyboardInterrupt:
+            _stop(workers)
+            print(
+                "\nzoo: interrupted; stopped the workers. Run the same command again to resume "
+                "from the last complete checkpoint",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            _stop(workers)
+
+
+def _watch(workers, logs) -> int:
+    """Waits for the workers: 0 when all succeed; at the first failure, stops the others
+    and says which failed and how (1)."""
+    while True:
+        codes = [w.poll() for w in workers]
+        failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
+        if failed:
+            rank = failed[0]
+            _stop(workers)
+            said = _last_line(logs[rank]) if logs[rank] else ""
+            print(
+                f"zoo: worker {rank} of {len(workers)} failed ({_how(codes[rank])})"
+                + (f": {said}" if said else "")
+                + "; stopped the other workers. Run the same command again to resume from "
+                "the last complete checkpoint",
+                file=sys.stderr,
+            )
+            return 1
+        if all(c == 0 for c in codes):
+            return 0
+        time.sleep(0.05)
