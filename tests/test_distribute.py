@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+from zoo import distribute
 from zoo.training import train
 
 BACKEND = keras.backend.backend()
@@ -320,3 +321,71 @@ if BACKEND == "tensorflow":
         ), lines
         assert "tensorflow/tensorflow#72388" in lines[0]
         assert not (tmp_path / "run").exists()
+
+
+# -- model parallelism ---------------------------------------------------------------------------
+SPLIT = textwrap.dedent(
+    """
+    import json, sys
+    import keras, numpy as np
+    import zoo
+    from zoo import distribute
+    report = {}
+    for name, kwargs in [("ticket_router", {}),
+                         ("vgg19_features", {"include_top": True, "input_shape": (224, 224, 3)})]:
+        keras.utils.set_random_seed(0)
+        one = zoo.create(name, **kwargs)
+        x = zoo.sample_inputs(one, batch_size=2, seed=1)
+        reference = keras.tree.flatten(one.predict(x, verbose=0))
+        with distribute.model_parallel(name).scope():
+            two = zoo.create(name, **kwargs)
+        two.set_weights(one.get_weights())
+        out = keras.tree.flatten(two.predict(x, verbose=0))
+        report[name] = {
+            "layouts": {
+                v.path: [str(v.value.sharding.spec), len(v.value.sharding.device_set),
+                         sorted({tuple(s.data.shape) for s in v.value.addressable_shards})]
+                for v in two.weights
+            },
+            "max_abs_diff": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                                for a, b in zip(out, reference, strict=True)),
+        }
+    print(json.dumps(report))
+    """
+)
+
+if BACKEND == "jax":
+
+    def test_model_parallel_splits_the_largest_layers_and_changes_no_output():
+        env = {
+            **os.environ,
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "JAX_PLATFORMS": "cpu",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", SPLIT], capture_output=True, text=True, timeout=600, env=env
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        split = "P(None, 'model')"
+        router = report["ticket_router"]["layouts"]
+        for which in ("title", "body"):  # each device holds half of every embedding vector
+            assert router[f"{which}_embedding/embeddings"] == [split, 2, [[10000, 32]]]
+        assert router["title_lstm/lstm_cell/kernel"] == [split, 2, [[64, 256]]]
+        assert router["department/kernel"][0] == "P()"  # small layers stay whole
+        vgg = report["vgg19_features"]["layouts"]
+        assert vgg["fc1/kernel"] == [split, 2, [[25088, 2048]]]
+        assert vgg["predictions/kernel"] == [split, 2, [[4096, 500]]]
+        for name in report:
+            assert report[name]["max_abs_diff"] <= 1e-5, (name, report[name]["max_abs_diff"])
+
+else:
+
+    def test_model_parallel_is_refused_in_one_line_off_jax():
+        with pytest.raises(ValueError, match=r"model parallelism needs the jax backend"):
+            distribute.model_parallel("ticket_router")
+
+
+def test_model_parallel_names_the_models_it_splits():
+    with pytest.raises(ValueError, match=r"one of \['ticket_router', 'vgg19_features'\]"):
+        distribute.model_parallel("mnist_mlp")

@@ -40,7 +40,16 @@ import keras
 
 from zoo.launch import TF_UNSUPPORTED
 
-__all__ = ["MODES", "DistPlan", "ddp_train_step", "plan", "process_index_from_env", "torch_ddp"]
+__all__ = [
+    "LAYOUTS",
+    "MODES",
+    "DistPlan",
+    "ddp_train_step",
+    "model_parallel",
+    "plan",
+    "process_index_from_env",
+    "torch_ddp",
+]
 
 MODES = ("data",)
 _ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
@@ -283,6 +292,56 @@ class SumMetricsOverProcesses(keras.callbacks.Callback):
         with torch.no_grad():
             for variable in self.model.metrics_variables:
                 dist.all_reduce(variable.value, op=dist.ReduceOp.SUM)
+
+
+# -- model parallelism ---------------------------------------------------------------------
+#: How the zoo's largest layers split over the "model" axis of a device mesh, per model:
+#: variable-path patterns (``keras.distribution.LayoutMap`` keys) to axis names per
+#: dimension. ticket_router: its two 10,000 x 64 embeddings (92% of its weights) and its
+#: LSTM kernels, split along their output features. vgg19_features with
+#: ``include_top=True``: its fully connected top (fc1 alone is 25088 x 4096, 103 M weights).
+LAYOUTS: dict[str, dict[str, tuple[str | None, ...]]] = {
+    "ticket_router": {
+        ".*_embedding/embeddings": (None, "model"),
+        ".*_lstm/lstm_cell/(recurrent_)?kernel": (None, "model"),
+    },
+    "vgg19_features": {
+        "fc1/kernel": (None, "model"),
+        "fc2/kernel": (None, "model"),
+        "predictions/kernel": (None, "model"),
+    },
+}
+
+
+def model_parallel(model_name: str, devices: list | None = None):
+    """A ``keras.distribution.ModelParallel`` that splits ``model_name``'s largest
+    variables (``LAYOUTS``) over ``devices`` (all of them by default), the batch not
+    split. Build the model under its ``scope()``: each listed variable is then laid out
+    in slices over the devices, and the model computes what it computes on one device.
+
+    Keras 3.15 offers ModelParallel on JAX only (TensorFlow and torch have no Keras
+    distribution backend there): other backends get a one-line error.
+
+    Example:
+        >>> with zoo.distribute.model_parallel("ticket_router").scope():  # doctest: +SKIP
+        ...     model = zoo.create("ticket_router")
+    """
+    if model_name not in LAYOUTS:
+        raise ValueError(
+            f"model_name must be one of {sorted(LAYOUTS)} for model parallelism (the zoo's "
+            f"models with layers large enough to split), got {model_name!r}"
+        )
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"model parallelism needs the jax backend (Keras {keras.__version__} has "
+            f"keras.distribution.ModelParallel on JAX only), got {keras.backend.backend()!r}"
+        )
+    devices = devices or keras.distribution.list_devices()
+    mesh = keras.distribution.DeviceMesh((1, len(devices)), ("batch", "model"), devices)
+    layouts = keras.distribution.LayoutMap(mesh)
+    for pattern, axes in LAYOUTS[model_name].items():
+        layouts[pattern] = axes
+    return keras.distribution.ModelParallel(layout_map=layouts, batch_dim_name="batch")
 
 
 def plan(mode: str | None, batch_size: int) -> DistPlan:

@@ -99,7 +99,9 @@ def vgg19_features(
 
 
 def _harness_inputs(model, batch_size, rng):
-    return rng.random((batch_size, 32, 32, 3)).astype("float32")  # images scaled to [0, 1]
+    # images scaled to [0, 1], of the model's size (224x224 with the top), else 32x32
+    height, width = (32 if d is None else d for d in model.inputs[0].shape[1:3])
+    return rng.random((batch_size, height, width, 3)).astype("float32")
 
 
 register(
