@@ -28,7 +28,8 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
 
 Callbacks see every window's end and every epoch's end (progress bar, checkpoints, the
 NaN stop). Under a ``tf.distribute`` strategy or a ``keras.distribution``, Keras's own
-loop runs (with ``steps_per_execution`` on JAX).
+loop runs (with ``steps_per_execution`` on JAX); under torch's ``DistributedDataParallel``
+(``zoo.distribute``) the torch window runs, uncompiled, through the DDP step.
 """
 
 from __future__ import annotations
