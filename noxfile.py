@@ -8,6 +8,7 @@ Usage::
     nox -s docs                                  # regenerate docs/models (needs graphviz)
     nox -s bench                                 # zoo vs guide code vs native, per backend
     nox -s gpu                                   # the suite on an accelerator (JAX, PyTorch)
+    nox -s nightly_distribute                    # distribution tests, torch + keras-nightly
 """
 
 from pathlib import Path
@@ -104,6 +105,25 @@ def gpu(session, backend):
     session.run("python", "-c", CHECK_BACKEND, backend)
     session.run("python", "-c", CHECK_GPU)
     session.run("pytest", "--durations=20", *session.posargs)
+
+
+#: The keras-nightly that nightly_distribute tests against (it changes daily).
+KERAS_NIGHTLY = "keras-nightly==3.16.0.dev2026102704"
+
+
+@nox.session
+def nightly_distribute(session):
+    """The distribution tests on torch with keras-nightly, whose ``fit`` has Keras's own
+    DataParallel on torch: ``zoo.distribute`` detects it and uses it instead of the zoo's
+    DDP step. Not in the default matrix (the nightly moves every day)."""
+    session.install("--no-compile", "torch==2.13.0", ".[torch,test]")
+    # keras and keras-nightly both install the `keras` package: remove one, then add the other
+    session.run("python", "-m", "pip", "uninstall", "--yes", "keras")
+    session.install("--no-compile", "--no-deps", KERAS_NIGHTLY)
+    session.env["PYTHONDONTWRITEBYTECODE"] = None
+    session.env["KERAS_BACKEND"] = "torch"
+    session.run("python", "-c", CHECK_BACKEND, "torch")
+    session.run("python", "-m", "pytest", "tests/test_distribute.py", *session.posargs)
 
 
 @nox.session

@@ -19,6 +19,8 @@ with the same global batch. The zoo sets up each backend's own engine around the
   set ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``. Keras 3.15's ``fit``
   has no DDP on torch, so the zoo's torch train loop (``zoo.performance``) steps through
   ``ddp_train_step`` below and sums the metrics over the processes at each epoch's end.
+  A Keras that has ``keras.distribution`` on torch (keras-nightly 3.16) is used instead:
+  ``DataParallel`` and Keras's own ``fit`` (``nox -s nightly_distribute`` tests it).
 
 With several processes, only the chief (process 0) writes the run directory; every
 process reads the same checkpoint on resume (``zoo.training``). ``zoo.launch`` starts N
@@ -45,6 +47,7 @@ __all__ = [
     "MODES",
     "DistPlan",
     "ddp_train_step",
+    "keras_distributes_torch",
     "model_parallel",
     "plan",
     "process_index_from_env",
@@ -203,6 +206,58 @@ def torch_ddp() -> bool:
     return _TORCH_DDP["active"]
 
 
+def _end_process_group() -> None:
+    """Training is over: what the chief does next (save, test) is its own, not collective
+    (keras-nightly wraps any model in DDP while a process group is up)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def keras_distributes_torch() -> bool:
+    """Whether the installed Keras has ``keras.distribution`` on torch (keras-nightly
+    3.16: ``DataParallel`` wraps the model in DDP inside ``fit`` and sums the metrics);
+    Keras 3.15 has no distribution backend for torch."""
+    try:
+        keras.distribution.list_devices()
+    except AttributeError:  # Keras 3.15: the torch backend's distribution_lib is None
+        return False
+    return True
+
+
+def _keras_torch_data_parallel(world) -> DistPlan:
+    """Keras's own torch data parallelism (``fit`` with DDP), where Keras has it."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        keras.distribution.initialize()  # env:// (MASTER_ADDR, RANK, WORLD_SIZE)
+    devices = keras.distribution.list_devices()
+
+    @contextlib.contextmanager
+    def scope():
+        previous = keras.distribution.distribution()
+        # auto_shard_dataset=False: each process's batches are already its share
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        )
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(previous)
+            _end_process_group()
+
+    return DistPlan(
+        strategy="keras.distribution.DataParallel",
+        devices=len(devices),
+        processes=world,
+        process_index=dist.get_rank(),
+        even_batches=True,
+        _scope=scope,
+        _barrier=lambda name: dist.barrier(),
+    )
+
+
 def _torch_ddp(batch_size) -> DistPlan:
     import torch
     import torch.distributed as dist
@@ -215,6 +270,8 @@ def _torch_ddp(batch_size) -> DistPlan:
             "torchrun (see docs/distribute.md)"
         )
     _check_batch(batch_size, world, "processes")
+    if keras_distributes_torch():
+        return _keras_torch_data_parallel(world)
     if not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda:
@@ -229,6 +286,7 @@ def _torch_ddp(batch_size) -> DistPlan:
             yield
         finally:
             _TORCH_DDP["active"] = False
+            _end_process_group()
 
     return DistPlan(
         strategy="torch.nn.parallel.DistributedDataParallel",

@@ -168,6 +168,8 @@ def settings_for(
         CONV_STEPS_PER_EXECUTION if contains_layer(model, _CONV_LAYERS) else STEPS_PER_EXECUTION
     )
     backend = keras.backend.backend()
+    if backend == "torch" and keras.distribution.distribution() is not None:
+        return Settings(mode, backend)  # Keras's fit with its own DDP (keras-nightly)
     if backend == "torch" and distribute.torch_ddp():
         # Keras 3.15's fit has no DDP on torch: the zoo's loop runs, uncompiled, whatever
         # ``mode`` (with "off", one step per window: Keras's loop with the DDP step)
