@@ -119,7 +119,7 @@ def nightly_distribute(session):
     session.install("--no-compile", "torch==2.13.0", ".[torch,test]")
     # keras and keras-nightly both install the `keras` package: remove one, then add the other
     session.run("python", "-m", "pip", "uninstall", "--yes", "keras")
-    session.install("--no-compile", "--no-deps", KERAS_NIGHTLY)
+    session.install("--no-compile", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
     session.env["PYTHONDONTWRITEBYTECODE"] = None
     session.env["KERAS_BACKEND"] = "torch"
     session.run("python", "-c", CHECK_BACKEND, "torch")
