@@ -215,6 +215,37 @@ def test_a_checkpoint_restores_weights_optimizer_epoch_and_history(tmp_path):
     np.testing.assert_allclose(model.get_weights()[0], fresh.get_weights()[0], rtol=1e-6, atol=1e-8)
 
 
+def _listing(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_a_reader_writes_nothing_and_restores_the_chiefs_checkpoint(tmp_path):
+    """The other processes of a multi-process run open it with writer=False."""
+    reader = RunDir(tmp_path / "run", writer=False)
+    with reader.lock():  # before the chief: no folder, no lock file
+        assert reader.prepare({"a": 1}) == "reader"
+        assert not (tmp_path / "run").exists()
+    model, history = _compiled(), [{"epoch": 0, "loss": 0.5}]
+    _step(model, 0)
+    with RunDir(tmp_path / "run").lock() as chief:
+        chief.prepare({"a": 1})
+        chief.save_checkpoint(model, 1, history)
+    before = _listing(tmp_path / "run")
+    fresh = _compiled(seed=1)
+    with reader.lock():
+        assert reader.prepare({"a": 1}) == "reader"
+        assert reader.restore(fresh) == (1, history)
+        reader.save_checkpoint(fresh, 2, history * 2)
+        reader.write_history([])
+        reader.write_model(fresh)
+        reader.write_metrics({"test_loss": 0.0})
+        reader.write_curves(lambda path: path.write_text("x"))
+        reader.finish()
+    assert _listing(tmp_path / "run") == before  # nothing written, removed or touched
+    for a, b in zip(model.variables, fresh.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_damaged_checkpoints_fall_back_then_say_what_to_do(tmp_path):
     model = _compiled()
     with RunDir(tmp_path / "run").lock() as run:
