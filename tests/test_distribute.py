@@ -208,9 +208,12 @@ def _metrics(out):
     return json.loads((out / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_runs(tmp_path_factory):
-    """An uninterrupted 1-process run and 2-process run of the same command."""
+    """An uninterrupted 1-process run and 2-process run of the same command, made once:
+    its tests share one xdist group (one worker), and a module-scoped fixture was made
+    again each time that worker came back to this module from another (measured in CI:
+    twice per session, 28-37 s each)."""
     base = tmp_path_factory.mktemp("processes")
     (base / "sitecustomize.py").write_text(SPY)
     one = _zoo_train(base / "one", base / "spy-one")
