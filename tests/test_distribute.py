@@ -210,10 +210,9 @@ def _metrics(out):
 
 @pytest.fixture(scope="session")
 def two_runs(tmp_path_factory):
-    """An uninterrupted 1-process run and 2-process run of the same command, made once:
-    its tests share one xdist group (one worker), and a module-scoped fixture was made
-    again each time that worker came back to this module from another (measured in CI:
-    twice per session, 28-37 s each)."""
+    """An uninterrupted 1-process run and 2-process run of the same command, made once
+    per xdist worker that runs one of its tests (a module-scoped fixture is made again
+    each time a worker comes back to this module from another)."""
     base = tmp_path_factory.mktemp("processes")
     (base / "sitecustomize.py").write_text(SPY)
     one = _zoo_train(base / "one", base / "spy-one")
@@ -224,7 +223,8 @@ def two_runs(tmp_path_factory):
 
 
 if MULTI:
-    multi = pytest.mark.xdist_group("processes")  # one worker runs the fixture's runs once
+    # meant to run these on one worker (so the fixture's runs once); see noxfile.py
+    multi = pytest.mark.xdist_group("processes")
 
     @multi
     def test_two_processes_end_with_the_metrics_of_one(two_runs):
