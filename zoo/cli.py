@@ -213,9 +213,6 @@ def _run(args) -> int:
     return 0
 
 
-_WORKER_ENV = ("RANK", "WORLD_SIZE", "KERAS_DISTRIBUTION_PROCESS_ID", "TF_CONFIG")
-
-
 def _launch(args) -> int:
     """``train --processes N``: N workers running the same train command (zoo.launch)."""
     from zoo import launch
@@ -227,7 +224,7 @@ def _launch(args) -> int:
             f"--processes {args.processes} needs --distribute data (the workers share every "
             "batch); add it"
         )
-    started = [name for name in _WORKER_ENV if name in os.environ]
+    started = [name for name in launch.WORKER_VARIABLES if name in os.environ]
     if started:
         raise ValueError(
             f"--processes starts its own workers, but this process is one already ({started[0]} "
@@ -252,7 +249,7 @@ def _train(args) -> int:
     import keras
 
     from zoo import training
-    from zoo.distribute import process_index_from_env
+    from zoo.launch import process_index_from_env
 
     dataset = training.recipe_for(args.name).datasets[0] if args.dataset is None else args.dataset
     out = training.default_run_dir(args.name, dataset, args.seed) if args.out is None else args.out

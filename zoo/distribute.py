@@ -33,14 +33,13 @@ On a CPU, JAX shows several devices with
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import keras
 
-from zoo.launch import TF_UNSUPPORTED
+from zoo.launch import TF_UNSUPPORTED, tf_workers
 
 __all__ = [
     "LAYOUTS",
@@ -50,7 +49,6 @@ __all__ = [
     "keras_distributes_torch",
     "model_parallel",
     "plan",
-    "process_index_from_env",
     "torch_ddp",
 ]
 
@@ -110,19 +108,6 @@ class DistPlan:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
-def process_index_from_env() -> int:
-    """This process's index as its launcher set it (torchrun's ``RANK``, Keras's
-    ``KERAS_DISTRIBUTION_PROCESS_ID``, ``TF_CONFIG``'s task index); 0 when none is set.
-    Readable before the backend starts (the CLI prints only from process 0)."""
-    for name in ("RANK", "KERAS_DISTRIBUTION_PROCESS_ID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    try:
-        return int(json.loads(os.environ.get("TF_CONFIG", "{}"))["task"]["index"])
-    except (KeyError, TypeError, ValueError):
-        return 0
-
-
 def _check_batch(batch_size, count, what):
     """Every device must take an equal slice of each global batch."""
     if batch_size % count:
@@ -132,14 +117,9 @@ def _check_batch(batch_size, count, what):
         )
 
 
-def _jax_data_parallel(batch_size) -> DistPlan:
-    import jax
-
-    if os.environ.get(_ENV[1], "1") != "1" and not getattr(_jax_data_parallel, "done", False):
-        keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
-        _jax_data_parallel.done = True
-    devices = keras.distribution.list_devices()
-    _check_batch(batch_size, len(devices), "devices")
+def _data_parallel_scope(devices, on_exit=lambda: None):
+    """The scope of a ``keras.distribution.DataParallel`` over ``devices``: set on entry,
+    the previous distribution restored on exit, then ``on_exit()``."""
 
     @contextlib.contextmanager
     def scope():
@@ -153,6 +133,19 @@ def _jax_data_parallel(batch_size) -> DistPlan:
             yield
         finally:
             keras.distribution.set_distribution(previous)
+            on_exit()
+
+    return scope
+
+
+def _jax_data_parallel(batch_size) -> DistPlan:
+    import jax
+
+    if os.environ.get(_ENV[1], "1") != "1" and not getattr(_jax_data_parallel, "done", False):
+        keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
+        _jax_data_parallel.done = True
+    devices = keras.distribution.list_devices()
+    _check_batch(batch_size, len(devices), "devices")
 
     def barrier(name):
         from jax.experimental import multihost_utils
@@ -165,24 +158,15 @@ def _jax_data_parallel(batch_size) -> DistPlan:
         processes=jax.process_count(),
         process_index=jax.process_index(),
         even_batches=True,  # JAX shards every batch evenly
-        _scope=scope,
+        _scope=_data_parallel_scope(devices),
         _barrier=barrier,
     )
-
-
-def _tf_workers() -> tuple[int, int]:
-    """``(workers, this worker's index)`` from ``TF_CONFIG`` (``(1, 0)`` without it)."""
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        return len(config["cluster"]["worker"]), int(config["task"]["index"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return 1, 0
 
 
 def _tf_mirrored(batch_size) -> DistPlan:
     import tensorflow as tf
 
-    if _tf_workers()[0] > 1:
+    if tf_workers()[0] > 1:
         raise ValueError(TF_UNSUPPORTED)
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
@@ -234,26 +218,13 @@ def _keras_torch_data_parallel(world) -> DistPlan:
         keras.distribution.initialize()  # env:// (MASTER_ADDR, RANK, WORLD_SIZE)
     devices = keras.distribution.list_devices()
 
-    @contextlib.contextmanager
-    def scope():
-        previous = keras.distribution.distribution()
-        # auto_shard_dataset=False: each process's batches are already its share
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
-        )
-        try:
-            yield
-        finally:
-            keras.distribution.set_distribution(previous)
-            _end_process_group()
-
     return DistPlan(
         strategy="keras.distribution.DataParallel",
         devices=len(devices),
         processes=world,
         process_index=dist.get_rank(),
         even_batches=True,
-        _scope=scope,
+        _scope=_data_parallel_scope(devices, on_exit=_end_process_group),
         _barrier=lambda name: dist.barrier(),
     )
 

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["launch", "worker_env"]
+__all__ = ["WORKER_VARIABLES", "launch", "process_index_from_env", "tf_workers", "worker_env"]
 
 #: How long the workers have to stop after SIGTERM before they get SIGKILL.
 STOP_GRACE_S = 5.0
@@ -44,6 +44,41 @@ TF_UNSUPPORTED = (
     "(tensorflow/tensorflow#72388); use one process (MirroredStrategy over its devices), "
     "or the jax or torch backend (see docs/distribute.md)"
 )
+
+
+#: What a launcher (this one, torchrun, a wrapper around srun) sets in each worker.
+WORKER_VARIABLES = ("RANK", "WORLD_SIZE", "KERAS_DISTRIBUTION_PROCESS_ID", "TF_CONFIG")
+
+
+def _tf_config() -> dict:
+    """``TF_CONFIG`` parsed (``{}`` when unset or not a JSON object)."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def tf_workers() -> tuple[int, int]:
+    """``(workers, this worker's index)`` from ``TF_CONFIG`` (``(1, 0)`` without it)."""
+    config = _tf_config()
+    try:
+        return len(config["cluster"]["worker"]), int(config["task"]["index"])
+    except (KeyError, TypeError, ValueError):
+        return 1, 0
+
+
+def process_index_from_env() -> int:
+    """This process's index as its launcher set it (torchrun's ``RANK``, Keras's
+    ``KERAS_DISTRIBUTION_PROCESS_ID``, ``TF_CONFIG``'s task index); 0 when none is set.
+    Readable before the backend starts (the CLI prints only from process 0)."""
+    for name in ("RANK", "KERAS_DISTRIBUTION_PROCESS_ID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    try:
+        return int(_tf_config()["task"]["index"])
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _free_ports(count: int) -> list[int]:
