@@ -68,9 +68,9 @@ def tests(session, backend):
         # keeps the two workers from oversubscribing the cores
         session.env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     # pytest-xdist: one worker per core (measured here on 2 cores: JAX's harness, golden
-    # and seed-model tests 346 s -> 255 s); "loadgroup" is meant to keep each model's
-    # harness checks on one worker (tests/test_models.py), which it does not do here yet
-    # (measured 2026-11-23: one model's checks ran on both workers)
+    # and seed-model tests 346 s -> 255 s); "loadgroup" keeps each xdist_group on one
+    # worker: a model's harness checks (tests/test_models.py), the multi-process runs
+    # (tests/test_distribute.py). It needs pytest < 9.2 (pyproject.toml's test extra)
     session.run("pytest", "-n", "auto", "--dist", "loadgroup", "--durations=20", *session.posargs)
 
 

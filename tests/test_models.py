@@ -9,10 +9,10 @@ from zoo.inputs import predict_numpy
 from zoo.testing import CHECKS, ModelChecker
 
 
-# Each model's checks are meant to go to one xdist worker (``--dist loadgroup``, as the
-# nox session runs; measured 2026-11-23, the grouping does not take effect yet): a model's
-# first build compiles its initializers (measured: 6-7 s for toy_resnet or ticket_router
-# under JAX) and later builds in the same process reuse them.
+# Each model's checks go to one xdist worker (``--dist loadgroup``, as the nox session
+# runs; it needs pytest < 9.2, see pyproject.toml): a model's first build compiles its
+# initializers (measured: 6-7 s for toy_resnet or ticket_router under JAX) and later
+# builds in the same process reuse them.
 @pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in zoo.list_models()]
