@@ -63,7 +63,13 @@ def test_nonfinite_inputs_are_refused_unless_allowed(run, tmp_path, capsys):
     assert "holds 2 NaN or inf value(s), the first at index (1, 5)" in err
     assert "--allow-nonfinite" in err and not (tmp_path / "y.npy").exists()
     assert cli.main([*argv, "--allow-nonfinite"]) == 0
-    assert np.isnan(np.load(tmp_path / "y.npy")[1]).all()
+    # the model sees the input as given: the predictions are the model's own for it (what a
+    # NaN becomes is the backend's: TensorFlow 2.21's fused oneDNN MatMul+BiasAdd+Relu in a
+    # graph turns it into 0, eager TensorFlow, JAX and torch keep it)
+    written = np.load(tmp_path / "y.npy")
+    model = keras.saving.load_model(run / "model.keras")
+    np.testing.assert_array_equal(written, model.predict(x, verbose=0))
+    assert np.isfinite(written[[0, 3]]).all()
 
 
 @pytest.mark.parametrize(
