@@ -5,7 +5,8 @@ without it says so in one line.
 Each run is a subprocess, since the device count is fixed when the backend starts:
 JAX gets 2 host devices from ``XLA_FLAGS``, TensorFlow 2 logical CPU devices. The
 multi-process runs are real: the launcher starts 2 workers that talk over localhost
-(torch: gloo; JAX: ``jax.distributed`` with gloo collectives)."""
+(torch: gloo; JAX: ``jax.distributed`` with gloo collectives; TensorFlow:
+``MultiWorkerMirroredStrategy``'s gRPC collectives)."""
 
 import json
 import os
@@ -131,6 +132,8 @@ def test_distribute_errors_are_one_clear_line(tmp_path):
 SPY = """
 import json, os, signal, sys
 rank = os.environ.get("RANK") or os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
+if rank is None and os.environ.get("TF_CONFIG"):
+    rank = str(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
 if rank is not None and os.environ.get("ZOO_SPY_DIR"):
     sys.path.insert(0, os.getcwd())  # the zoo that `python -m zoo` will run (-m adds it later)
     from zoo import performance
@@ -146,7 +149,7 @@ if rank is not None and os.environ.get("ZOO_SPY_DIR"):
         mine = indices(self, i)
         every = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         say(kind="batch", epoch=self.spy_epoch, step=int(i), mine=[int(j) for j in mine],
-            every=[int(j) for j in every])
+            every=[int(j) for j in every], size=self.size)
         if os.environ.get("ZOO_SPY_KILL") == f"{rank}@{self.spy_epoch}@{i}":
             os.kill(os.getpid(), signal.SIGKILL)
         return mine
@@ -167,7 +170,6 @@ if rank is not None and os.environ.get("ZOO_SPY_DIR"):
 """
 
 EPOCHS = 3
-MULTI = BACKEND in ("jax", "torch")
 
 
 def _zoo_train(out, spy, *args, kill=None):
@@ -222,89 +224,98 @@ def two_runs(tmp_path_factory):
     return base
 
 
-if MULTI:
-    # meant to run these on one worker (so the fixture's runs once); see noxfile.py
-    multi = pytest.mark.xdist_group("processes")
+# these run on one xdist worker (--dist loadgroup), so the fixture's runs are made once
+multi = pytest.mark.xdist_group("processes")
 
-    @multi
-    def test_two_processes_end_with_the_metrics_of_one(two_runs):
-        one, two = _metrics(two_runs / "one"), _metrics(two_runs / "two")
-        info = two["distribution"]
-        assert info["processes"] == 2 and info["devices"] == 2
-        engine = {
-            "jax": "keras.distribution.DataParallel",
-            "torch": "torch.nn.parallel.DistributedDataParallel",
-        }[BACKEND]
-        if BACKEND == "torch" and distribute.keras_distributes_torch():  # keras-nightly
-            engine = "keras.distribution.DataParallel"  # Keras's own DDP in fit
-        assert info["strategy"] == engine
-        assert one["distribution"] is None
-        for key in ("test_loss", "test_accuracy"):
-            np.testing.assert_allclose(two[key], one[key], rtol=1e-3, err_msg=key)
-        # the training metrics of every epoch too: over the global batches, not one share
-        history = [
-            (two_runs / run / "history.csv").read_text().splitlines() for run in ["one", "two"]
-        ]
-        assert history[0][0] == history[1][0] and len(history[1]) == EPOCHS + 1
-        rows = [
-            np.loadtxt(two_runs / r / "history.csv", delimiter=",", skiprows=1)
-            for r in ("one", "two")
-        ]
-        np.testing.assert_allclose(rows[1], rows[0], rtol=1e-3)
 
-    @multi
-    def test_each_process_takes_a_disjoint_half_of_every_batch(two_runs):
-        seen = _spied(two_runs / "spy-two")
-        assert sorted(seen) == [0, 1]
-        shares = [
-            {(r["epoch"], r["step"]): r for r in seen[k] if r["kind"] == "batch"} for k in (0, 1)
-        ]
-        assert shares[0].keys() == shares[1].keys()
-        assert {e for e, _ in shares[0]} == set(range(EPOCHS))
-        for epoch in range(EPOCHS):  # every epoch's batches cover the (trimmed) split once
-            seen_once = sorted(
-                i for (e, _), r in shares[0].items() if e == epoch for i in r["every"]
-            )
-            assert seen_once == list(range(len(seen_once))) and len(seen_once) % 2 == 0
-        for key, first in shares[0].items():
-            second = shares[1][key]
-            assert first["every"] == second["every"], key  # the same global batch
-            assert not set(first["mine"]) & set(second["mine"]), key
-            assert sorted(first["mine"] + second["mine"]) == sorted(first["every"]), key
-            assert len(first["mine"]) == len(second["mine"]), key  # halves
+@multi
+def test_two_processes_end_with_the_metrics_of_one(two_runs):
+    one, two = _metrics(two_runs / "one"), _metrics(two_runs / "two")
+    info = two["distribution"]
+    assert info["processes"] == 2 and info["devices"] == 2
+    engine = {
+        "jax": "keras.distribution.DataParallel",
+        "torch": "torch.nn.parallel.DistributedDataParallel",
+        "tensorflow": "tf.distribute.MultiWorkerMirroredStrategy",
+    }[BACKEND]
+    if BACKEND == "torch" and distribute.keras_distributes_torch():  # keras-nightly
+        engine = "keras.distribution.DataParallel"  # Keras's own DDP in fit
+    assert info["strategy"] == engine
+    assert one["distribution"] is None
+    for key in ("test_loss", "test_accuracy"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-3, err_msg=key)
+    # the training metrics of every epoch too: over the global batches, not one share
+    history = [(two_runs / run / "history.csv").read_text().splitlines() for run in ["one", "two"]]
+    assert history[0][0] == history[1][0] and len(history[1]) == EPOCHS + 1
+    rows = [
+        np.loadtxt(two_runs / r / "history.csv", delimiter=",", skiprows=1) for r in ("one", "two")
+    ]
+    np.testing.assert_allclose(rows[1], rows[0], rtol=1e-3)
 
-    @multi
-    def test_only_the_chief_writes_the_run(two_runs):
-        run = str(two_runs / "two")
-        wrote = {
-            rank: {r["path"] for r in records if r["kind"] == "write" and r["path"].startswith(run)}
-            for rank, records in _spied(two_runs / "spy-two").items()
-        }
-        assert wrote[1] == set()
-        names = {os.path.basename(p) for p in wrote[0]}
-        assert {"metrics.json", "model.keras", "config.json", "history.csv", ".lock"} <= names
-        assert "epoch-0001.npz" in names
 
-    @multi
-    def test_a_killed_worker_stops_the_run_and_the_rerun_resumes_it(two_runs):
-        out, args = two_runs / "killed", ("--distribute", "data", "--processes", "2")
-        # worker 1 dies as it takes its share of a batch of the last epoch: it can only get
-        # there once worker 0 has trained in epoch 2, so after epoch 1's checkpoint
-        first = _zoo_train(out, two_runs / "spy-killed", *args, kill=f"1@{EPOCHS - 1}@5")
-        assert first.returncode == 1, first.stderr[-3000:]
-        last = first.stderr.strip().splitlines()[-1]
-        assert last.startswith("zoo: worker 1 of 2 failed (killed by SIGKILL)"), last
-        assert "stopped the other workers" in last
-        assert (out / "checkpoint" / "epoch-0001.npz").is_file()
-        assert not (out / "metrics.json").exists()
-        again = _zoo_train(out, two_runs / "spy-rerun", *args)
-        assert again.returncode == 0, again.stderr[-3000:]
-        resumed, straight = _metrics(out), _metrics(two_runs / "two")
-        for key in ("test_loss", "test_accuracy"):
-            np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, err_msg=key)
-        assert (out / "history.csv").read_text() == (two_runs / "two" / "history.csv").read_text()
-        # the rerun trained only the epochs after the checkpoint (process 0 prints them)
-        assert "Epoch 1/3" not in again.stdout and "Epoch 3/3" in again.stdout, again.stdout
+@multi
+def test_each_process_takes_a_disjoint_half_of_every_batch(two_runs):
+    seen = _spied(two_runs / "spy-two")
+    assert sorted(seen) == [0, 1]
+    batches = [[r for r in seen[k] if r["kind"] == "batch"] for k in (0, 1)]
+    # the training split's batches (TensorFlow's workers also share the validation batches)
+    train = max(r["size"] for r in batches[0])
+    shares = [{(r["epoch"], r["step"]): r for r in b if r["size"] == train} for b in batches]
+    assert {e for e, _ in shares[0]} == set(range(EPOCHS))
+    for epoch in range(EPOCHS):  # every epoch's batches cover the (trimmed) split once
+        seen_once = sorted(i for (e, _), r in shares[0].items() if e == epoch for i in r["every"])
+        assert seen_once == list(range(len(seen_once))) and len(seen_once) % 2 == 0
+    _assert_halves(*shares)
+    if BACKEND == "tensorflow":  # its workers validate on halves of every validation batch
+        validation = [{(r["epoch"], r["step"]): r for r in b if r["size"] < train} for b in batches]
+        assert validation[0], "no validation batch was shared"
+        _assert_halves(*validation)
+
+
+def _assert_halves(first_shares, second_shares):
+    """Both workers took the same global batches, each a disjoint half of it."""
+    assert first_shares.keys() == second_shares.keys()
+    for key, first in first_shares.items():
+        second = second_shares[key]
+        assert first["every"] == second["every"], key  # the same global batch
+        assert not set(first["mine"]) & set(second["mine"]), key
+        assert sorted(first["mine"] + second["mine"]) == sorted(first["every"]), key
+        assert len(first["mine"]) == len(second["mine"]), key  # halves
+
+
+@multi
+def test_only_the_chief_writes_the_run(two_runs):
+    run = str(two_runs / "two")
+    wrote = {
+        rank: {r["path"] for r in records if r["kind"] == "write" and r["path"].startswith(run)}
+        for rank, records in _spied(two_runs / "spy-two").items()
+    }
+    assert wrote[1] == set()
+    names = {os.path.basename(p) for p in wrote[0]}
+    assert {"metrics.json", "model.keras", "config.json", "history.csv", ".lock"} <= names
+    assert "epoch-0001.npz" in names
+
+
+@multi
+def test_a_killed_worker_stops_the_run_and_the_rerun_resumes_it(two_runs):
+    out, args = two_runs / "killed", ("--distribute", "data", "--processes", "2")
+    # worker 1 dies as it takes its share of a batch of the last epoch: it can only get
+    # there once worker 0 has trained in epoch 2, so after epoch 1's checkpoint
+    first = _zoo_train(out, two_runs / "spy-killed", *args, kill=f"1@{EPOCHS - 1}@5")
+    assert first.returncode == 1, first.stderr[-3000:]
+    last = first.stderr.strip().splitlines()[-1]
+    assert last.startswith("zoo: worker 1 of 2 failed (killed by SIGKILL)"), last
+    assert "stopped the other workers" in last
+    assert (out / "checkpoint" / "epoch-0001.npz").is_file()
+    assert not (out / "metrics.json").exists()
+    again = _zoo_train(out, two_runs / "spy-rerun", *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed, straight = _metrics(out), _metrics(two_runs / "two")
+    for key in ("test_loss", "test_accuracy"):
+        np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, err_msg=key)
+    assert (out / "history.csv").read_text() == (two_runs / "two" / "history.csv").read_text()
+    # the rerun trained only the epochs after the checkpoint (process 0 prints them)
+    assert "Epoch 1/3" not in again.stdout and "Epoch 3/3" in again.stdout, again.stdout
 
 
 def test_processes_need_distribute_data(tmp_path):
@@ -314,21 +325,6 @@ def test_processes_need_distribute_data(tmp_path):
         "zoo: error: --processes 2 needs --distribute data (the workers share every batch); add it"
     )
     assert not (tmp_path / "run").exists()
-
-
-if BACKEND == "tensorflow":
-
-    def test_tensorflow_refuses_several_processes_in_one_line(tmp_path):
-        result = _zoo_train(
-            tmp_path / "run", tmp_path / "spy", "--distribute", "data", "--processes", "2"
-        )
-        assert result.returncode == 2
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(
-            "zoo: error: distribute='data' over several TensorFlow processes"
-        ), lines
-        assert "tensorflow/tensorflow#72388" in lines[0]
-        assert not (tmp_path / "run").exists()
 
 
 # -- model parallelism ---------------------------------------------------------------------------

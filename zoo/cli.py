@@ -91,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "--distribute",
         choices=("data",),
         help="data: train data-parallel over all local devices (jax: keras.distribution."
-        "DataParallel; tensorflow: MirroredStrategy) or over the processes of --processes "
-        "or torchrun (torch: DistributedDataParallel); see docs/distribute.md",
+        "DataParallel; tensorflow: MirroredStrategy) or over the processes of --processes, "
+        "torchrun or srun (torch: DistributedDataParallel; jax: jax.distributed; "
+        "tensorflow: MultiWorkerMirroredStrategy); see docs/distribute.md",
     )
     p.add_argument(
         "--processes",

@@ -14,6 +14,10 @@ with the same global batch. The zoo sets up each backend's own engine around the
   all processes, and each process feeds its own share of every batch.
 - TensorFlow: ``tf.distribute.MirroredStrategy`` over the GPUs, or, without GPUs,
   over the logical CPU devices (``tf.config.set_logical_device_configuration``).
+  Several processes: ``tf.distribute.MultiWorkerMirroredStrategy`` over the workers of
+  ``TF_CONFIG``, one device each; each process feeds its own share of every batch, and
+  the zoo's loop (``zoo.performance._multi_worker_fit``) runs the epochs, since Keras
+  3.15's ``fit`` fails under that strategy.
 - PyTorch: ``torch.nn.parallel.DistributedDataParallel``, one process per device (gloo
   on CPUs, NCCL on GPUs), started by ``torchrun`` or ``zoo train --processes N``, which
   set ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``. Keras 3.15's ``fit``
@@ -39,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 import keras
 
-from zoo.launch import TF_UNSUPPORTED, tf_workers
+from zoo.launch import tf_workers
 
 __all__ = [
     "LAYOUTS",
@@ -163,11 +167,51 @@ def _jax_data_parallel(batch_size) -> DistPlan:
     )
 
 
+def _tf_multi_worker(batch_size, workers, index) -> DistPlan:
+    """``tf.distribute.MultiWorkerMirroredStrategy`` over the workers of ``TF_CONFIG``
+    (one replica each), trained by the zoo's window (``zoo.performance``): Keras 3.15's
+    own ``fit`` fails under it (see ``performance._tf_window``)."""
+    import tensorflow as tf
+
+    _check_batch(batch_size, workers, "processes")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+    if strategy.num_replicas_in_sync != workers:
+        raise ValueError(
+            f"distribute='data' over TensorFlow workers takes one device per worker, but "
+            f"this worker sees {strategy.num_replicas_in_sync // workers}: start one worker "
+            "per GPU, each with its own CUDA_VISIBLE_DEVICES"
+        )
+
+    @tf.function
+    def barrier():
+        # a collective all-reduce returns on a worker only once every worker has joined it
+        return strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+    return DistPlan(
+        strategy="tf.distribute.MultiWorkerMirroredStrategy",
+        devices=strategy.num_replicas_in_sync,
+        processes=workers,
+        process_index=index,
+        # each worker takes an equal share of every batch, as under DDP
+        even_batches=True,
+        _scope=strategy.scope,
+        _barrier=lambda name: barrier(),
+    )
+
+
+def tf_multi_worker() -> bool:
+    """Whether a ``MultiWorkerMirroredStrategy`` plan's scope is active."""
+    import tensorflow as tf
+
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def _tf_mirrored(batch_size) -> DistPlan:
     import tensorflow as tf
 
-    if tf_workers()[0] > 1:
-        raise ValueError(TF_UNSUPPORTED)
+    workers, index = tf_workers()
+    if workers > 1:
+        return _tf_multi_worker(batch_size, workers, index)
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     _check_batch(batch_size, len(devices), "devices")

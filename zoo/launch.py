@@ -37,15 +37,6 @@ __all__ = ["WORKER_VARIABLES", "launch", "process_index_from_env", "tf_workers",
 
 #: How long the workers have to stop after SIGTERM before they get SIGKILL.
 STOP_GRACE_S = 5.0
-#: Why TensorFlow gets no multi-process training (measured in docs/distribute.md).
-TF_UNSUPPORTED = (
-    "distribute='data' over several TensorFlow processes (TF_CONFIG, --processes) is not "
-    "supported: Keras 3.15's fit fails under MultiWorkerMirroredStrategy "
-    "(tensorflow/tensorflow#72388); use one process (MirroredStrategy over its devices), "
-    "or the jax or torch backend (see docs/distribute.md)"
-)
-
-
 #: What a launcher (this one, torchrun, a wrapper around srun) sets in each worker.
 WORKER_VARIABLES = ("RANK", "WORLD_SIZE", "KERAS_DISTRIBUTION_PROCESS_ID", "TF_CONFIG")
 
@@ -157,14 +148,7 @@ def _stop(workers) -> None:
 
 def launch(worker_args: list[str], processes: int, backend: str) -> int:
     """Runs ``python -m zoo --backend BACKEND *worker_args`` as ``processes`` workers;
-    returns 0 when all of them succeed, else 1 (130 on Ctrl-C), having stopped the rest.
-
-    Raises:
-        ValueError: a backend without multi-process training (tensorflow), before any
-            worker starts.
-    """
-    if backend == "tensorflow":
-        raise ValueError(TF_UNSUPPORTED)
+    returns 0 when all of them succeed, else 1 (130 on Ctrl-C), having stopped the rest."""
     ports = _free_ports(processes)
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     with contextlib.ExitStack() as stack:

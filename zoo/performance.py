@@ -27,15 +27,21 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
   that fails to compile falls back to the eager step, with a warning.
 
 Callbacks see every window's end and every epoch's end (progress bar, checkpoints, the
-NaN stop). Under a ``tf.distribute`` strategy or a ``keras.distribution``, Keras's own
-loop runs (with ``steps_per_execution`` on JAX); under torch's ``DistributedDataParallel``
-(``zoo.distribute``) the torch window runs, uncompiled, through the DDP step.
+NaN stop). Under TensorFlow's ``MirroredStrategy`` or a ``keras.distribution``, Keras's
+own loop runs (with ``steps_per_execution`` on JAX); under torch's
+``DistributedDataParallel`` (``zoo.distribute``) the torch window runs, uncompiled,
+through the DDP step; under TensorFlow's ``MultiWorkerMirroredStrategy`` the TensorFlow
+window runs (a plain graph) over this worker's share of every batch, each step under
+``strategy.run``, and ``_multi_worker_fit`` runs the epochs, since Keras's ``fit`` fails
+under that strategy.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import keras
@@ -182,6 +188,12 @@ def settings_for(
     if backend == "tensorflow":
         import tensorflow as tf
 
+        if distribute.tf_multi_worker():
+            # Keras 3.15's fit fails under MultiWorkerMirroredStrategy: the zoo's window
+            # runs whatever ``mode`` (with "off", one step per window), as a plain graph
+            # (XLA around the strategy's collectives has not been tried)
+            spe = 1 if mode == "off" else spe
+            return Settings(mode, backend, False, spe, "in-graph", window=True)
         if tf.distribute.has_strategy():
             # Under MirroredStrategy Keras's plain fit runs: the earlier tf.data pipeline
             # failed there (its order variable was mirrored) and XLA with
@@ -311,12 +323,25 @@ class _Window:
         return self.full * self.feed.batch_size
 
 
+def _local_order(feed: _Batches) -> np.ndarray:
+    """The epoch's sample order as this process takes it: its share of every batch in turn
+    (the whole order for one process)."""
+    if feed.shard is None:
+        return feed.order.astype("int64")
+    return np.concatenate([feed.indices(i) for i in range(len(feed))]).astype("int64")
+
+
 def _tf_window(model, window: _Window, jit_compile: bool):
     import tensorflow as tf
 
-    feed, bs = window.feed, window.feed.batch_size
+    feed = window.feed
+    # this process's share of every batch, one after the other: with `shard`, each worker's
+    # steps are those of one process over its shares (`bs` and `size` divided by the count)
+    shares = feed.shard[1] if feed.shard else 1
+    bs, size = feed.batch_size // shares, feed.size // shares
+    strategy = tf.distribute.get_strategy()
     tensors = keras.tree.map_structure(tf.constant, (feed.x, feed.y))
-    order = tf.Variable(feed.order.astype("int64"), trainable=False)
+    order = tf.Variable(_local_order(feed), trainable=False)
 
     def batch(first, n):
         # a gather, not tf.slice: XLA makes a slice's start a compile-time constant, which
@@ -327,16 +352,18 @@ def _tf_window(model, window: _Window, jit_compile: bool):
     @tf.autograph.experimental.do_not_convert
     def some_steps(begin, count):  # `count` full batches from step `begin`
         def body(i):
-            logs = model.train_step(batch((begin + i) * bs, bs))
+            logs = strategy.run(model.train_step, args=(batch((begin + i) * bs, bs),))
             with tf.control_dependencies(tf.nest.flatten(logs)):
                 return i + 1
 
         tf.while_loop(lambda i: i < count, body, [tf.constant(0, tf.int64)])
-        return model.get_metrics_result()
+        return model.get_metrics_result()  # over all workers (their metrics are summed on read)
 
     @tf.autograph.experimental.do_not_convert
     def one_step(first, n):
-        return model.train_step(batch(first, n))
+        logs = strategy.run(model.train_step, args=(batch(first, n),))
+        with tf.control_dependencies(tf.nest.flatten(logs)):
+            return model.get_metrics_result()
 
     # one_step runs first: Keras creates the optimizer's and metrics' variables on the
     # first traced step, which a tf.function allows at its first trace but not in a loop
@@ -354,16 +381,15 @@ def _tf_window(model, window: _Window, jit_compile: bool):
         if begin < full_end:
             logs = some_steps(tf.constant(begin, tf.int64), tf.constant(full_end - begin, tf.int64))
         if partial:
-            first = window.partial_first
-            logs = one_step(tf.constant(first, tf.int64), feed.size - first)
+            first = window.partial_first // shares
+            logs = one_step(tf.constant(first, tf.int64), size - first)
         return logs
 
     def set_epoch(epoch):
         window.set_epoch(epoch)
-        order.assign(feed.order.astype("int64"))
+        order.assign(_local_order(feed))
 
     def gather(i):
-        size = tf.constant(feed.size, tf.int64)
         return batch(i * bs, tf.minimum(tf.constant(bs, tf.int64), size - i * bs))
 
     # what fit iterates: one real batch per step, gathered only if Keras asks for one (no
@@ -446,7 +472,7 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
     ``shard=(index, count)`` keeps this process's share of every batch (multi-process
     data parallelism). The model's compile config (what ``model.save`` writes) is left
     as it was compiled."""
-    if settings.pipeline == "in-graph" and shard is not None:
+    if settings.pipeline == "in-graph" and shard is not None and settings.backend == "jax":
         raise ValueError("shard is for Keras's own train loop or torch's (not an in-graph window)")
     feed = _Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
     # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
@@ -469,6 +495,8 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
     window = _Window(feed, settings.steps_per_execution)
     if settings.backend == "tensorflow":
         model.train_function, set_epoch, data = _tf_window(model, window, settings.jit_compile)
+        if distribute.tf_multi_worker():
+            data = feed  # what _multi_worker_fit reads: the steps and this worker's share
     elif settings.backend == "jax":
         model.train_function, set_epoch = _jax_window(model, window)
     else:
@@ -487,6 +515,81 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
             hooks.append(distribute.SumMetricsOverProcesses())
         return data, hooks, done
     return data, [_Hooks(set_epoch)], done
+
+
+def fit_function(model, settings: Settings) -> Callable:
+    """What runs the epochs: Keras's ``model.fit``, or under a multi-worker TensorFlow
+    strategy the zoo's loop with ``fit``'s arguments (``_multi_worker_fit``)."""
+    if settings.backend == "tensorflow" and distribute.tf_multi_worker():
+        return functools.partial(_multi_worker_fit, model)
+    return model.fit
+
+
+def _multi_worker_fit(
+    model,
+    data,
+    *,
+    validation_data,
+    validation_batch_size,
+    epochs,
+    initial_epoch,
+    callbacks,
+    verbose,
+    shuffle=False,  # fit's argument, unused: the batches come in their (seed, epoch) order
+):
+    """Keras's ``fit`` loop (``keras/src/backend/tensorflow/trainer.py``, Keras 3.15) with
+    the zoo's window as train function, for ``tf.distribute.MultiWorkerMirroredStrategy``,
+    under which Keras's own ``fit`` fails twice: building the model averages a first batch
+    of ``PerReplica`` values over the workers ("Attempt to convert a value (PerReplica...)")
+    and its train function reduces scalar logs along axis 0 (tensorflow/tensorflow#72388).
+    The callbacks see what ``fit`` shows them: every window's end and every epoch's end,
+    with the epoch's metrics over all workers. Each worker validates on its share of every
+    validation batch; the metrics are summed over the workers as they are read."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if not model.optimizer.built:  # its variables are made here, across the workers
+        model.optimizer.build(model.trainable_variables)
+    spe, steps = model.steps_per_execution, len(data)
+    read = tf.function(model.get_metrics_result)  # summed over the workers on read
+    test_step = tf.function(
+        lambda batch: strategy.run(model.test_step, args=(batch,)), reduce_retracing=True
+    )
+    callbacks = keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        model=model,
+        verbose=1 if verbose == "auto" else verbose,
+        epochs=epochs,
+        steps=steps,
+    )
+    model.stop_training = False
+    callbacks.on_train_begin()
+    epoch_logs = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        for begin in range(0, steps, spe):
+            callbacks.on_train_batch_begin(begin)
+            logs = model.train_function(None)
+            callbacks.on_train_batch_end(min(begin + spe, steps) - 1, logs)
+            if model.stop_training:
+                break
+        epoch_logs = {k: float(v) for k, v in read().items()}
+        if validation_data is not None:
+            model.reset_metrics()
+            val = _Batches(*validation_data, validation_batch_size, 0, shard=data.shard)
+            val.order = np.arange(val.size)  # in order, as Keras validates
+            for i in range(len(val)):
+                test_step(val[i])
+            epoch_logs.update({f"val_{k}": float(v) for k, v in read().items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    if epochs > 0:
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    callbacks.on_train_end(logs=epoch_logs)
+    return model.history
 
 
 def _one_step_evaluation(model):

@@ -264,7 +264,7 @@ def fit(
     settings = performance.settings_for(fast, steps_per_epoch, epochs, model)
     data, hooks, done = performance.prepare(model, x, y, batch_size, seed, settings, shard)
     try:
-        history = model.fit(
+        history = performance.fit_function(model, settings)(
             data,
             shuffle=False,  # the batches are already in their (seed, epoch) order; Keras
             # would otherwise reorder them from Python's global random state (resume changes it)
