@@ -115,6 +115,57 @@ if BACKEND in ("jax", "tensorflow"):
         assert not (tmp_path / "data2").exists()
 
 
+ONE_WORKER = textwrap.dedent(
+    """
+    import contextlib, json
+    import keras, numpy as np, tensorflow as tf
+    import zoo
+    from zoo.training import fit
+
+    x = np.random.default_rng(0).random((200, 784), dtype="float32")
+    y = np.random.default_rng(1).integers(0, 10, 200)
+
+    def run(fast, strategy=None):
+        keras.utils.set_random_seed(0)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = zoo.create("mnist_mlp")
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+            history, settings = fit(model, x, y, batch_size=32, epochs=2, verbose=0, fast=fast,
+                                    validation_data=(x[:50], y[:50]))
+        return {"history": history.history, "settings": settings.as_dict()}
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # no TF_CONFIG: this one worker
+    print(json.dumps({"plain": run("off"), **{f: run(f, strategy) for f in ("off", "auto")}}))
+    """
+)
+
+if BACKEND == "tensorflow":
+
+    def test_the_multi_worker_loop_gives_keras_fits_curve_with_any_fast_setting():
+        """The zoo's loop under MultiWorkerMirroredStrategy (one worker here: the strategy
+        without TF_CONFIG) gives Keras's plain fit's history, with ``fast="off"`` (one
+        step per window) and ``"auto"``, a partial last batch included (200 = 6 x 32 + 8)."""
+        result = subprocess.run(
+            [sys.executable, "-c", ONE_WORKER],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "KERAS_BACKEND": BACKEND},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs = json.loads(result.stdout.strip().splitlines()[-1])
+        assert runs["plain"]["settings"]["window"] is False
+        for fast, spe in (("off", 1), ("auto", 7)):
+            settings = runs[fast]["settings"]
+            assert settings["window"] and settings["steps_per_execution"] == spe, settings
+            assert runs[fast]["history"].keys() == runs["plain"]["history"].keys()
+            for key, values in runs["plain"]["history"].items():
+                np.testing.assert_allclose(
+                    runs[fast]["history"][key], values, rtol=1e-5, err_msg=key
+                )
+
+
 def test_distribute_errors_are_one_clear_line(tmp_path):
     if BACKEND == "torch":  # one process: DDP needs several
         with pytest.raises(ValueError, match=r"one process per device: start it with `zoo tr"):

@@ -181,6 +181,12 @@ def settings_for(
         # ``mode`` (with "off", one step per window: Keras's loop with the DDP step)
         spe = 1 if mode == "off" else _steps_per_execution(steps_per_epoch, most_steps, True)
         return Settings(mode, backend, None, spe, "torch", window=True, ddp=True)
+    if backend == "tensorflow" and distribute.tf_multi_worker():
+        # Keras 3.15's fit fails under MultiWorkerMirroredStrategy: the zoo's window runs
+        # whatever ``mode`` (with "off", one step per window), as a plain graph (XLA around
+        # the strategy's collectives has not been tried)
+        spe = 1 if mode == "off" else _steps_per_execution(steps_per_epoch, most_steps)
+        return Settings(mode, backend, False, spe, "in-graph", window=True)
     if mode == "off":
         return Settings(mode, backend)
     conv = contains_layer(model, _CONV_LAYERS)
@@ -188,12 +194,6 @@ def settings_for(
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if distribute.tf_multi_worker():
-            # Keras 3.15's fit fails under MultiWorkerMirroredStrategy: the zoo's window
-            # runs whatever ``mode`` (with "off", one step per window), as a plain graph
-            # (XLA around the strategy's collectives has not been tried)
-            spe = 1 if mode == "off" else spe
-            return Settings(mode, backend, False, spe, "in-graph", window=True)
         if tf.distribute.has_strategy():
             # Under MirroredStrategy Keras's plain fit runs: the earlier tf.data pipeline
             # failed there (its order variable was mirrored) and XLA with
