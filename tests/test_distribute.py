@@ -350,8 +350,10 @@ def test_only_the_chief_writes_the_run(two_runs):
 @multi
 def test_a_killed_worker_stops_the_run_and_the_rerun_resumes_it(two_runs):
     out, args = two_runs / "killed", ("--distribute", "data", "--processes", "2")
-    # worker 1 dies as it takes its share of a batch of the last epoch: it can only get
-    # there once worker 0 has trained in epoch 2, so after epoch 1's checkpoint
+    # worker 1 dies as it takes its share of a batch of the last epoch (TensorFlow takes an
+    # epoch's shares at its start): it can only get there once worker 0 has trained in
+    # epoch 2 with it (their gradients are averaged at every step), so after epoch 1's
+    # checkpoint
     first = _zoo_train(out, two_runs / "spy-killed", *args, kill=f"1@{EPOCHS - 1}@5")
     assert first.returncode == 1, first.stderr[-3000:]
     last = first.stderr.strip().splitlines()[-1]
