@@ -169,8 +169,8 @@ def _jax_data_parallel(batch_size) -> DistPlan:
 
 def _tf_multi_worker(batch_size, workers, index) -> DistPlan:
     """``tf.distribute.MultiWorkerMirroredStrategy`` over the workers of ``TF_CONFIG``
-    (one replica each), trained by the zoo's window (``zoo.performance``): Keras 3.15's
-    own ``fit`` fails under it (see ``performance._tf_window``)."""
+    (one replica each), trained by the zoo's window and epoch loop (``zoo.performance``):
+    Keras 3.15's own ``fit`` fails under it (see ``performance._multi_worker_fit``)."""
     import tensorflow as tf
 
     _check_batch(batch_size, workers, "processes")
