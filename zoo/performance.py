@@ -563,6 +563,9 @@ def _multi_worker_fit(
         epochs=epochs,
         steps=steps,
     )
+    if validation_data is not None:  # this worker's share of every batch, in order, as Keras
+        val = _Batches(*validation_data, validation_batch_size, 0, shard=data.shard)
+        val.order = np.arange(val.size)
     model.stop_training = False
     callbacks.on_train_begin()
     epoch_logs = {}
@@ -578,8 +581,6 @@ def _multi_worker_fit(
         epoch_logs = {k: float(v) for k, v in read().items()}
         if validation_data is not None:
             model.reset_metrics()
-            val = _Batches(*validation_data, validation_batch_size, 0, shard=data.shard)
-            val.order = np.arange(val.size)  # in order, as Keras validates
             for i in range(len(val)):
                 test_step(val[i])
             epoch_logs.update({f"val_{k}": float(v) for k, v in read().items()})
