@@ -473,7 +473,10 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
     data parallelism). The model's compile config (what ``model.save`` writes) is left
     as it was compiled."""
     if settings.pipeline == "in-graph" and shard is not None and settings.backend == "jax":
-        raise ValueError("shard is for Keras's own train loop or torch's (not an in-graph window)")
+        raise ValueError(
+            "shard is for Keras's own train loop or the torch and TensorFlow windows, not JAX's "
+            "in-graph window: train with fast='off' or under a keras.distribution"
+        )
     feed = _Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
     # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
     # functions to None, so that the next fit makes them again with these settings.
