@@ -105,7 +105,8 @@ def test_settings_per_backend():
         for name in ("toy_resnet", "conv_autoencoder_nested"):
             conv = performance.settings_for("on", 5, 1, zoo.create(name))
             assert not conv.torch_compile and conv.pipeline == "torch"
-        assert performance.settings_for("on", 5, 1, zoo.create("lstm_classifier")).torch_compile
+        recurrent = performance.settings_for("on", 5, 1, zoo.create("lstm_classifier"))
+        assert recurrent.torch_compile and recurrent.fused_lstm
 
 
 def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windows(monkeypatch):
@@ -211,6 +212,41 @@ if BACKEND == "torch":
         messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
         assert len(messages) == 1 and "RuntimeError: inductor exploded" in messages[0]
         np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-6)
+
+    def test_torchs_fused_lstm_gives_kerass_lstm_curve(monkeypatch):
+        """``fused_torch_lstm``: torch's fused kernel where Keras loops over time steps, for
+        stacked LSTMs (``return_sequences``, ``go_backwards``) and a partial last batch. It
+        must really run (Keras's LSTM calls ``keras.src.backend.lstm``, a private name: this
+        fails if that changes) and be undone after ``fit``."""
+        import torch
+        from keras.src import backend as keras_backend
+
+        calls, real_lstm, keras_lstm = [], torch.lstm, keras_backend.lstm
+        monkeypatch.setattr(torch, "lstm", lambda *a: calls.append(1) or real_lstm(*a))
+        rng = np.random.default_rng(0)
+        x, y = rng.random((70, 7, 3), dtype=np.float32), rng.random((70, 1), dtype=np.float32)
+
+        def run(fast):
+            keras.utils.set_random_seed(0)
+            inputs = keras.Input((7, 3))
+            h = keras.layers.LSTM(8, return_sequences=True)(inputs)
+            h = keras.layers.LSTM(5, go_backwards=True)(h)
+            model = keras.Model(inputs, keras.layers.Dense(1)(h))
+            model.compile(optimizer="adam", loss="mse")
+            history, settings = fit(
+                model, x, y, batch_size=16, epochs=3, seed=2, verbose=0, fast=fast
+            )
+            return history.history, settings, model
+
+        plain, off, plain_model = run("off")
+        assert not off.fused_lstm and not calls
+        fast, on, fast_model = run("auto")
+        assert on.fused_lstm and not on.torch_compile and calls
+        assert keras_backend.lstm is keras_lstm  # undone after fit
+        np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-5, atol=1e-7)
+        for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert not performance.settings_for("on", 5, 1, zoo.create("mnist_mlp")).fused_lstm
 
 
 # -- the benchmark's references -----------------------------------------------------------------
