@@ -1,18 +1,36 @@
 """What every reference shares: the two architectures, their data and the optimizer.
 
 All references train the same thing as the zoo model: the same layers, the same
-initial weights (copied from the Keras model), sparse categorical cross-entropy on
-logits averaged over the batch, and RMSprop as Keras defines it
+initial weights (copied from the Keras model), the recipe's loss (sparse categorical
+cross-entropy on logits for the MLP and the ResNet, the mean squared error for the
+autoencoder, the guide's two weighted losses for the ticket router), averaged over the
+batch, and the recipe's optimizer as Keras defines it: RMSprop
 (``v = rho * v + (1 - rho) * g**2``, ``w -= lr * g / sqrt(v + eps)``) with Keras's
-defaults ``lr=1e-3, rho=0.9, eps=1e-7``.
+defaults ``lr=1e-3, rho=0.9, eps=1e-7``, or Adam for the autoencoder (below).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-ARCHITECTURES = ("mnist_mlp", "toy_resnet")
+ARCHITECTURES = ("mnist_mlp", "toy_resnet", "conv_autoencoder", "ticket_router")
 LEARNING_RATE, RHO, EPSILON = 1e-3, 0.9, 1e-7
+# Adam as Keras defines it, for the autoencoder (the zoo's reconstruction recipe):
+# ``m += (g - m) * (1 - beta_1)``, ``v += (g**2 - v) * (1 - beta_2)``,
+# ``w -= lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + eps)``, t from 1
+BETA_1, BETA_2 = 0.9, 0.999
+# ticket_router's loss: binary cross-entropy on the priority logit plus 0.2 x categorical
+# cross-entropy on the department logits (the guide's loss weights), each a batch mean
+DEPARTMENT_WEIGHT = 0.2
+# conv_autoencoder: the filters of its convolutions, encoder then decoder (all 3x3,
+# "valid", relu; 3x3 max pooling and 3x upsampling between the two pairs of each half)
+AUTOENCODER_ENCODER = (16, 32, 32, 16)
+AUTOENCODER_DECODER = (16, 32, 16, 1)
+
+
+def uses_adam(architecture: str) -> bool:
+    return architecture == "conv_autoencoder"
+
 
 # toy_resnet's layers, in the order of the Keras model's weights: (name, kind, padding).
 RESNET_CONVS = (
@@ -51,3 +69,11 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
 def keras_weights(model) -> list[np.ndarray]:
     """The zoo model's weights as numpy arrays, in its layer order (kernel, bias)."""
     return [np.asarray(w) for w in model.get_weights()]
+
+
+def take(data, idx):
+    """``data[idx]``, for an array or a dict of arrays (the ticket router's inputs and
+    targets), numpy or a framework's tensors."""
+    if isinstance(data, dict):
+        return {k: v[idx] for k, v in data.items()}
+    return data[idx]

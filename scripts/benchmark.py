@@ -13,11 +13,11 @@ and ``ticket_router`` (batch 64 by default), it measures
 
 The implementations are ``zoo`` (``zoo.training.fit`` with ``--fast``, the recipe's
 compile), ``guide`` (the guide's model and ``compile`` + ``fit``, in
-``benchmarks/guide.py``) and ``native`` (the MLP and the toy ResNet written directly
-in this backend's framework, ``benchmarks/native_*.py``). The guide and native forms
-exist for ``mnist_mlp`` and ``toy_resnet``. Each is first checked to compute the same
-thing as the zoo model: from the same weights, the same batches give the same losses
-(native) or the same predictions (guide).
+``benchmarks/guide.py``; for ``mnist_mlp`` and ``toy_resnet``) and ``native`` (each model
+written directly in this backend's framework, ``benchmarks/native_*.py``; on torch also
+``native_compiled``, its step under ``torch.compile``). Each is first checked to compute
+the same thing as the zoo model: from the same weights, the same batches give the same
+losses (native) or the same predictions (guide).
 
 Usage::
 
@@ -54,7 +54,7 @@ IMPLS = ("zoo", "guide", "native", "native_compiled")
 # "native_compiled": the PyTorch reference with its step under torch.compile (torch only);
 # the zoo is compared with the faster of the two native forms
 NATIVE = ("native", "native_compiled")
-REFERENCED = ("mnist_mlp", "toy_resnet")  # the models with guide and native forms
+GUIDED = ("mnist_mlp", "toy_resnet")  # the models with the guide's compile + fit code
 # Steps per timed window: an MNIST epoch for the MLP, fewer for the slower models.
 WINDOW_STEPS = {"mnist_mlp": 938, "toy_resnet": 15, "conv_autoencoder": 40, "ticket_router": 60}
 CHECK_STEPS = 10  # steps of the equivalence check
@@ -68,7 +68,7 @@ def _data(model_name, n, seed=0):
 
     from benchmarks.common import synthetic
 
-    if model_name in REFERENCED:
+    if model_name in GUIDED:
         return synthetic(model_name, n, seed)
     if model_name == "conv_autoencoder":
         x = np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
@@ -77,6 +77,13 @@ def _data(model_name, n, seed=0):
 
     (x, y), _ = datasets.tickets(n=n + 10, seed=seed)
     return x, y
+
+
+def _count(data) -> int:
+    """The number of samples in an array or a dict of arrays."""
+    import keras
+
+    return len(keras.tree.flatten(data)[0])
 
 
 def _take(data, n):
@@ -166,7 +173,7 @@ def _native_training(model_name, args, backend, compiled=False):
     options = {"compiled": True} if compiled else {}
     weights = keras_weights(_zoo_model(model_name))
     trainer = native.Trainer(model_name, weights, x, y, **options)
-    order = batch_order(len(y), args.batch_size, steps * (1 + args.windows), seed=1)
+    order = batch_order(_count(x), args.batch_size, steps * (1 + args.windows), seed=1)
     start = time.perf_counter()
     trainer.train(order[:1])
     first_step = time.perf_counter() - start
@@ -187,7 +194,7 @@ def _check(impl, model_name, backend):
 
     import numpy as np
 
-    from benchmarks.common import batch_order, keras_weights
+    from benchmarks.common import batch_order, keras_weights, take
 
     if impl == "zoo":
         return {}
@@ -215,10 +222,13 @@ def _check(impl, model_name, backend):
     if impl == "native_compiled":
         options = {"compiled": True}
     trainer = native.Trainer(model_name, keras_weights(model), x, y, dropout=0.0, **options)
-    order = batch_order(len(y), 64, CHECK_STEPS, seed=2)
+    order = batch_order(_count(x), 64, CHECK_STEPS, seed=2)
     theirs = np.array(trainer.losses(order))
     ours = np.array(
-        [float(model.train_on_batch(x[idx], y[idx], return_dict=True)["loss"]) for idx in order]
+        [
+            float(model.train_on_batch(take(x, idx), take(y, idx), return_dict=True)["loss"])
+            for idx in order
+        ]
     )
     diff = float(np.max(np.abs(ours - theirs) / np.abs(ours)))
     return {
@@ -299,7 +309,7 @@ def run_all(args, backend) -> dict:
     results = []
     for model_name in args.models:
         for impl in args.impls:
-            if impl != "zoo" and model_name not in REFERENCED:
+            if impl == "guide" and model_name not in GUIDED:
                 continue
             if impl == "native_compiled" and backend != "torch":
                 continue
@@ -336,7 +346,7 @@ def ratios(report) -> list[dict]:
     """zoo/native and zoo/guide training throughput, per model."""
     by = {(r["model"], r["impl"]): r for r in report["results"]}
     rows = []
-    for model_name in REFERENCED:
+    for model_name in MODELS:
         zoo_result = by.get((model_name, "zoo"))
         if zoo_result is None:
             continue
@@ -383,6 +393,90 @@ def markdown(report) -> str:
         cells = [f"{row[k]:.2f}x" if k in row else "-" for k in ("zoo/native", "zoo/guide")]
         lines.append(f"| `{row['model']}` | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
+
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _fastest(results):
+    return max(results, key=lambda r: r["train_samples_per_s"]) if results else None
+
+
+def summary(reports: list[dict]) -> str:
+    """One table across backends (from each backend's JSON report): per model and
+    backend the zoo's and the fastest native form's training and predict throughput,
+    time to first step and peak RSS, their ratios, and per model the best zoo backend
+    against the best native implementation on any backend."""
+    lines = [
+        "### All backends",
+        "",
+        "From the JSON reports of "
+        + ", ".join(f"{r['backend']} ({r['date']}, zoo `fast={r['fast']!r}`)" for r in reports)
+        + f"; batch {reports[0]['batch_size']}; {reports[0]['machine']}. Native: the fastest "
+        "native form on that backend (on torch, eager or `torch.compile`d).",
+        "",
+        "| model | backend | zoo train samples/s | native train samples/s | zoo / native train | "
+        "zoo predict samples/s | native predict samples/s | zoo / native predict | "
+        "first step zoo / native (s) | peak RSS zoo / native (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    best_lines = []
+    for model_name in MODELS:
+        zoos, natives = [], []
+        for report in reports:
+            rows = [r for r in report["results"] if r["model"] == model_name]
+            zoo_row = next((r for r in rows if r["impl"] == "zoo"), None)
+            native = _fastest([r for r in rows if r["impl"] in NATIVE])
+            if zoo_row is None:
+                continue
+            zoos.append((report["backend"], zoo_row))
+            if native is not None:
+                natives.append((report["backend"], native))
+            cells = [f"{zoo_row['train_samples_per_s']:,.0f}"]
+            if native is None:
+                cells += ["-", "-", f"{zoo_row['infer_samples_per_s']:,.0f}", "-", "-"]
+                cells += [
+                    f"{zoo_row['first_step_s']:.2f} / -",
+                    f"{zoo_row['peak_rss_mib']:,.0f} / -",
+                ]
+            else:
+                cells += [
+                    f"{native['train_samples_per_s']:,.0f} ({native['impl']})",
+                    f"**{zoo_row['train_samples_per_s'] / native['train_samples_per_s']:.2f}x**",
+                    f"{zoo_row['infer_samples_per_s']:,.0f}",
+                    f"{native['infer_samples_per_s']:,.0f}",
+                    f"{zoo_row['infer_samples_per_s'] / native['infer_samples_per_s']:.2f}x",
+                    f"{zoo_row['first_step_s']:.2f} / {native['first_step_s']:.2f}",
+                    f"{zoo_row['peak_rss_mib']:,.0f} / {native['peak_rss_mib']:,.0f}",
+                ]
+            lines.append(f"| `{model_name}` | {report['backend']} | " + " | ".join(cells) + " |")
+        if zoos and natives:
+            zb, zr = max(zoos, key=lambda t: t[1]["train_samples_per_s"])
+            nb, nr = max(natives, key=lambda t: t[1]["train_samples_per_s"])
+            best_lines.append(
+                f"| `{model_name}` | {zb} ({zr['train_samples_per_s']:,.0f}) | "
+                f"{nb} {nr['impl']} ({nr['train_samples_per_s']:,.0f}) | "
+                f"**{zr['train_samples_per_s'] / nr['train_samples_per_s']:.2f}x** |"
+            )
+    lines += [
+        "",
+        "| model | best zoo backend (train samples/s) | best native, any backend "
+        "| best zoo / best native |",
+        "|---|---|---|---:|",
+        *best_lines,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_summary(docs: Path, reports_dir: Path) -> None:
+    """Rewrites the cross-backend section of ``docs`` from the reports in ``reports_dir``."""
+    reports = [
+        json.loads((reports_dir / f"{b}.json").read_text())
+        for b in BACKENDS
+        if (reports_dir / f"{b}.json").exists()
+    ]
+    if reports:
+        update_docs(docs, "summary", summary(reports))
 
 
 def update_docs(path: Path, backend: str, text: str) -> None:
@@ -465,6 +559,8 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.docs:
         update_docs(args.docs, backend, text)
+        if args.json:  # the cross-backend table, from every backend's report there
+            update_summary(args.docs, args.json.parent)
     failed = [r for r in report["results"] if r.get("equivalent") is False]
     if failed:
         print(

@@ -257,9 +257,18 @@ def _benchmark_module():
     return module
 
 
-@pytest.mark.parametrize("impl", ["native", "guide"])
-def test_toy_resnet_references_compute_what_the_zoo_computes(impl):
-    result = _benchmark_module()._check(impl, "toy_resnet", BACKEND)
+@pytest.mark.parametrize(
+    ("model_name", "impl"),
+    [
+        ("toy_resnet", "guide"),
+        ("toy_resnet", "native"),
+        ("conv_autoencoder", "native"),
+        ("ticket_router", "native"),
+    ],
+)
+def test_benchmark_references_compute_what_the_zoo_computes(model_name, impl):
+    """(mnist_mlp's guide and native forms are checked by the smoke test below)"""
+    result = _benchmark_module()._check(impl, model_name, BACKEND)
     assert result["equivalent"], result["check"]
 
 
@@ -296,3 +305,44 @@ def test_benchmark_script_smoke(tmp_path):
         assert r["windows"] == 2 and r["peak_rss_mib"] > 0
     assert f"{BACKEND} mnist_mlp: zoo/native = " in result.stdout
     assert "| `mnist_mlp` | zoo |" in result.stdout
+
+
+def test_the_cross_backend_table_compares_each_backends_zoo_with_its_fastest_native():
+    bench = _benchmark_module()
+
+    def row(model, impl, train, infer):
+        return dict(
+            model=model,
+            impl=impl,
+            train_samples_per_s=train,
+            infer_samples_per_s=infer,
+            first_step_s=1.0,
+            peak_rss_mib=500.0,
+        )
+
+    def report(backend, rows):
+        return dict(backend=backend, date="d", fast="on", batch_size=64, machine="m", results=rows)
+
+    reports = [
+        report(
+            "tensorflow", [row("mnist_mlp", "zoo", 300, 10), row("mnist_mlp", "native", 400, 20)]
+        ),
+        report(
+            "torch",
+            [
+                row("mnist_mlp", "zoo", 100, 10),
+                row("mnist_mlp", "native", 50, 5),
+                row("mnist_mlp", "native_compiled", 200, 40),
+                row("ticket_router", "zoo", 7, 7),
+            ],
+        ),
+    ]
+    text = bench.summary(reports)
+    assert "| `mnist_mlp` | tensorflow | 300 | 400 (native) | **0.75x** | 10 | 20 | 0.50x |" in text
+    assert (
+        "| `mnist_mlp` | torch | 100 | 200 (native_compiled) | **0.50x** | 10 | 40 | 0.25x |"
+        in text
+    )
+    # the best zoo backend (TensorFlow, 300) against the best native anywhere (TF's, 400)
+    assert "| `mnist_mlp` | tensorflow (300) | tensorflow native (400) | **0.75x** |" in text
+    assert "| `ticket_router` | torch | 7 | - |" in text  # no native form: no ratio
