@@ -1,4 +1,4 @@
-"""What every reference shares: the two architectures, their data and the optimizer.
+"""What every reference shares: the four architectures, their data and the optimizers.
 
 All references train the same thing as the zoo model: the same layers, the same
 initial weights (copied from the Keras model), the recipe's loss (sparse categorical

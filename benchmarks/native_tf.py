@@ -108,7 +108,8 @@ class Trainer:
         self.architecture, self.dropout = architecture, dropout
         self.params = [tf.Variable(w) for w in weights]
         self.slots = [tf.Variable(tf.zeros_like(w)) for w in weights]  # RMSprop's v, Adam's m
-        self.slots_2 = [tf.Variable(tf.zeros_like(w)) for w in weights]  # Adam's v
+        adam = uses_adam(architecture)
+        self.slots_2 = [tf.Variable(tf.zeros_like(w)) for w in weights] if adam else []  # Adam's v
         self.t = tf.Variable(0.0)  # Adam's step count
         self.x, self.y = tf.nest.map_structure(tf.constant, (x, y))
         self._steps = tf.function(self._run_steps, jit_compile=jit_compile)

@@ -166,7 +166,7 @@ class Trainer:
         self.params = [p for p, _ in _keras_order(self.model)]
         self.adam = uses_adam(architecture)
         self.slots = [torch.zeros_like(p) for p in self.params]  # RMSprop's v, Adam's m
-        self.slots_2 = [torch.zeros_like(p) for p in self.params]  # Adam's v
+        self.slots_2 = [torch.zeros_like(p) for p in self.params] if self.adam else []  # Adam's v
         self.t = torch.zeros(())  # Adam's step count, a tensor so that compiling keeps it
         if compiled:
             self.step = torch.compile(self.step)

@@ -263,16 +263,6 @@ def fused_torch_lstm(keras_lstm: Callable) -> Callable:
         unroll=False,
         batch_first=True,
     ):
-        keras_args = (inputs, initial_state_h, initial_state_c, mask, kernel, recurrent_kernel)
-        keras_kwargs = dict(
-            bias=bias,
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            return_sequences=return_sequences,
-            go_backwards=go_backwards,
-            unroll=unroll,
-            batch_first=batch_first,
-        )
         if (
             mask is not None
             or unroll
@@ -282,7 +272,21 @@ def fused_torch_lstm(keras_lstm: Callable) -> Callable:
             or recurrent_activation is not keras.activations.sigmoid
             or torch.compiler.is_compiling()
         ):
-            return keras_lstm(*keras_args, **keras_kwargs)
+            return keras_lstm(
+                inputs,
+                initial_state_h,
+                initial_state_c,
+                mask,
+                kernel,
+                recurrent_kernel,
+                bias=bias,
+                activation=activation,
+                recurrent_activation=recurrent_activation,
+                return_sequences=return_sequences,
+                go_backwards=go_backwards,
+                unroll=unroll,
+                batch_first=batch_first,
+            )
         kernel = keras.ops.convert_to_tensor(kernel)
         dtype = kernel.dtype
         inputs = keras.ops.convert_to_tensor(inputs).to(dtype)
