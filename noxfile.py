@@ -67,6 +67,14 @@ def tests(session, backend):
         # inductor compiles C++ kernels with a pool of its own: one thread per xdist worker
         # keeps the two workers from oversubscribing the cores
         session.env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
+        # ... and one OpenMP thread each for torch's own ops: two workers of two spinning
+        # OpenMP threads each on two cores slowed torch's steps about tenfold (measured
+        # here, 2026-11-28: the ticket_router and MNIST training tests 142 s and 141 s in
+        # the suite against 14 s and 10 s alone, 11 s and 9 s with this; the session
+        # 722 s -> 447 s). TensorFlow's session got slower with one thread (350 s -> 393 s),
+        # so only torch's gets it. Processes the tests start inherit it, as torchrun's
+        # workers get OMP_NUM_THREADS=1.
+        session.env["OMP_NUM_THREADS"] = "1"
     # pytest-xdist: one worker per core (measured here on 2 cores: JAX's harness, golden
     # and seed-model tests 346 s -> 255 s); "loadgroup" keeps each xdist_group on one
     # worker: a model's harness checks (tests/test_models.py), the multi-process runs
