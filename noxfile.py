@@ -71,8 +71,9 @@ def tests(session, backend):
         # OpenMP threads each on two cores slowed torch's steps about tenfold (measured
         # here, 2026-11-28: the ticket_router and MNIST training tests 142 s and 141 s in
         # the suite against 14 s and 10 s alone, 11 s and 9 s with this; the session
-        # 722 s -> 447 s). TensorFlow's session got slower with one thread (350 s -> 393 s),
-        # so only torch's gets it. Processes the tests start inherit it, as torchrun's
+        # 722 s -> 447 s). TensorFlow's and JAX's sessions got slower with one thread each
+        # (350 s -> 393 s; 464 s -> 595 s with --xla_cpu_multi_thread_eigen=false), so only
+        # torch's gets it. Processes the tests start inherit it, as torchrun's
         # workers get OMP_NUM_THREADS=1.
         session.env["OMP_NUM_THREADS"] = "1"
     # pytest-xdist: one worker per core (measured here on 2 cores: JAX's harness, golden
