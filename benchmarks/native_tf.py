@@ -108,8 +108,9 @@ class Trainer:
         self.architecture, self.dropout = architecture, dropout
         self.params = [tf.Variable(w) for w in weights]
         self.slots = [tf.Variable(tf.zeros_like(w)) for w in weights]  # RMSprop's v, Adam's m
-        adam = uses_adam(architecture)
-        self.slots_2 = [tf.Variable(tf.zeros_like(w)) for w in weights] if adam else []  # Adam's v
+        self.adam = uses_adam(architecture)
+        # Adam's v
+        self.slots_2 = [tf.Variable(tf.zeros_like(w)) for w in weights] if self.adam else []
         self.t = tf.Variable(0.0)  # Adam's step count
         self.x, self.y = tf.nest.map_structure(tf.constant, (x, y))
         self._steps = tf.function(self._run_steps, jit_compile=jit_compile)
@@ -124,7 +125,7 @@ class Trainer:
             )
             loss = _loss(self.architecture, outputs, _gather(self.y, idx))
         grads = tape.gradient(loss, self.params)
-        if uses_adam(self.architecture):
+        if self.adam:
             t = self.t.assign_add(1.0)
             lr = LEARNING_RATE * tf.sqrt(1 - BETA_2**t) / (1 - BETA_1**t)
             for p, m, v, g in zip(self.params, self.slots, self.slots_2, grads, strict=True):
