@@ -248,6 +248,35 @@ if BACKEND == "torch":
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         assert not performance.settings_for("on", 5, 1, zoo.create("mnist_mlp")).fused_lstm
 
+    def test_torch_compile_keeps_kerass_max_and_min_in_one_graph():
+        """``trace_keras_reductions``: Keras's torch ``max`` and ``min`` (private
+        functions: this fails if they move) stay inside one dynamo graph, with eager
+        Keras's outputs and gradients, once a zoo model exists."""
+        import torch
+
+        class MinOverChannels(keras.layers.Layer):
+            def call(self, x):
+                return keras.ops.min(x, axis=-1)
+
+        zoo.create("conv_encoder")  # a ZooModel registers the functions with dynamo
+        inputs = keras.Input((5, 5, 3))
+        pooled = keras.layers.GlobalMaxPooling2D()(inputs)
+        model = keras.Model(inputs, [pooled, MinOverChannels()(inputs)])
+        x = torch.tensor(np.random.default_rng(0).random((2, 5, 5, 3), dtype=np.float32))
+        explained = torch._dynamo.explain(model)(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained
+
+        def outputs_and_gradient(fn):
+            x_ = x.clone().requires_grad_(True)
+            outputs = fn(x_)
+            (grad,) = torch.autograd.grad(sum(o.sum() for o in outputs), x_)
+            return [o.detach().numpy() for o in outputs] + [grad.numpy()]
+
+        compiled = torch.compile(model, backend="aot_eager")  # AOTAutograd, no inductor
+        for c, e in zip(outputs_and_gradient(compiled), outputs_and_gradient(model), strict=True):
+            np.testing.assert_array_equal(c, e)
+        assert performance.trace_keras_reductions()  # once per process, cached
+
 
 # -- the benchmark's references -----------------------------------------------------------------
 def _benchmark_module():

@@ -315,12 +315,41 @@ def fused_torch_lstm(keras_lstm: Callable) -> Callable:
     return lstm
 
 
+@functools.cache
+def trace_keras_reductions() -> bool:
+    """Lets ``torch.compile`` keep Keras's torch ``max`` and ``min`` inside the graph.
+
+    Keras 3.15's torch ``max`` and ``min`` ask ``isinstance(getattr(result, "values",
+    None), torch.Tensor)``, which dynamo cannot trace. The graph break falls inside
+    Keras's ``name_scope`` and ``no_grad`` context managers, which dynamo cannot split,
+    so it drops the whole frame and compiles each frame below it on its own: a model
+    with ``GlobalMaxPooling2D`` (conv_autoencoder, conv_encoder) compiled as 9 graphs,
+    69 s to its first jit-compiled ``predict`` here (measured 2026-11-28). Under
+    ``torch._dynamo.allow_in_graph`` each call is one node of the graph, which
+    AOTAutograd traces through (on fake tensors, where the test is harmless): 1 graph,
+    33 s. Eager calls are unchanged. It registers the functions with dynamo for the
+    whole process, once; it returns whether it did (only under torch).
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    # private: Keras has no public handle on its backend's functions (`keras.ops.max`
+    # wraps them); tests/test_performance.py fails if the module or functions move
+    from keras.src.backend.torch import numpy as torch_numpy
+
+    for reduction in (torch_numpy.max, torch_numpy.min):
+        torch._dynamo.allow_in_graph(reduction)
+    return True
+
+
 def _compiled_torch_step(model, batch_size):
     """Keras's own torch train step under ``torch.compile``, falling back to the eager
     step for good at the first compile error. Batches of another size (an epoch's last,
     partial batch) run eagerly instead of compiling the step again for them."""
     import torch
 
+    trace_keras_reductions()
     compiled = torch.compile(model.train_step)
     state = {"compiled": compiled}
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import keras
 
+from zoo import performance
+
 __all__ = ["ZooModel", "identity", "jsonable"]
 
 VERSION = "0.1.0"  # kept equal to zoo.__version__ (tests/test_registry.py checks it)
@@ -56,6 +58,9 @@ class ZooModel(keras.Model):
     def __init__(self, *args, zoo_model: dict[str, Any] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.zoo_model = dict(zoo_model or {})
+        # under torch, lets torch.compile (jit_compile=True) keep the whole model in one
+        # graph; nothing under the other backends
+        performance.trace_keras_reductions()
 
     def get_config(self):
         return {**super().get_config(), "zoo_model": self.zoo_model}
