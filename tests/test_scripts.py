@@ -29,7 +29,7 @@ def _run(script, *args, cwd=None):
 # backend is tested in every backend's session by the API's own tests (test_training:
 # the ticket router and study-hours recipes; test_seed_models: extracting the encoder;
 # test_cli: --backend). So every session runs the MNIST script, and one backend's session
-# the rest (``one_backend``, tests/conftest.py), which cost 30 s each under TensorFlow.
+# the rest (``one_backend``, tests/conftest.py), which cost up to 30 s each.
 ONE = pytest.mark.one_backend
 
 
