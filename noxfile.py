@@ -38,9 +38,9 @@ UV_FROM_PIP = {
 
 
 def _uv_reads_pips_settings() -> None:
-    """Gives uv the settings pip reads from pip.conf and PIP_* variables (this machine's
-    name a local CPU torch wheel, local indexes and a constraints file), so that the two
-    install the same things. pip picks the best version over all its indexes; so does
+    """Gives uv the settings pip reads from pip.conf and PIP_* variables (on this machine
+    they name a local CPU torch wheel, local indexes and a constraints file), so that the
+    two install the same things. pip picks the best version over all its indexes; so does
     uv under ``unsafe-best-match`` (its default takes the first index that has the
     package). Variables already set win."""
     listed = subprocess.run(

@@ -22,7 +22,7 @@ def _fresh_keras_state():
     (about 0.12 s for the 270,000 objects of a JAX worker), as do the automatic
     collections during the tests. ``gc.freeze`` after it moves what survived (modules,
     caches) out of the collector's sight, so later collections walk only what tests
-    made since: measured here (2026-11-28, ``-n 2``), JAX's suite 464 s -> 265 s,
+    made since: measured here (2026-11-28, ``-n 2``), JAX's suite 464 s -> 265-277 s,
     TensorFlow's 351 s -> 252 s, torch's 447 s -> 237 s. Every ``FULL_COLLECT_EVERY``
     tests the frozen objects rejoin the collection, so cycles among them that died
     since are freed and memory stays bounded."""

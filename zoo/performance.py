@@ -26,7 +26,9 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
   seconds up front (see "time to first step"), which short runs never earn back. A step
   that fails to compile falls back to the eager step, with a warning. Keras's ``LSTM``
   layers run torch's fused LSTM kernel during ``fit`` (``fused_torch_lstm``; Keras runs it
-  only on CUDA and loops over the time steps on the CPU).
+  only on CUDA and loops over the time steps on the CPU). Zoo models let dynamo trace
+  Keras's torch ``max`` and ``min`` (``trace_keras_reductions``), whose graph break
+  split a jit-compiled ``GlobalMaxPooling2D`` model into many graphs.
 
 Callbacks see every window's end and every epoch's end (progress bar, checkpoints, the
 NaN stop). Under TensorFlow's ``MirroredStrategy`` or a ``keras.distribution``, Keras's
