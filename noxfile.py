@@ -179,10 +179,10 @@ def nightly_distribute(session):
     """The distribution tests on torch with keras-nightly, whose ``fit`` has Keras's own
     DataParallel on torch: ``zoo.distribute`` detects it and uses it instead of the zoo's
     DDP step. Not in the default matrix (the nightly moves every day)."""
-    session.install("--no-compile", "torch==2.13.0", ".[torch,test]")
+    _install(session, "torch==2.13.0", ".[torch,test]")
     # keras and keras-nightly both install the `keras` package: remove one, then add the other
     session.run("python", "-m", "pip", "uninstall", "--yes", "keras")
-    session.install("--no-compile", "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
+    _install(session, "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
     session.env["PYTHONDONTWRITEBYTECODE"] = None
     session.env["KERAS_BACKEND"] = "torch"
     session.run("python", "-c", CHECK_BACKEND, "torch")

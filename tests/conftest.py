@@ -1,4 +1,5 @@
 import gc
+import itertools
 import os
 
 import keras
@@ -11,7 +12,7 @@ def pytest_report_header(config):
 
 #: Every this many tests the collector also walks what earlier tests left frozen (below).
 FULL_COLLECT_EVERY = 25
-_tests = {"since_full_collect": 0}
+_test_number = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +27,7 @@ def _fresh_keras_state():
     TensorFlow's 351 s -> 252 s, torch's 447 s -> 237 s. Every ``FULL_COLLECT_EVERY``
     tests the frozen objects rejoin the collection, so cycles among them that died
     since are freed and memory stays bounded."""
-    _tests["since_full_collect"] += 1
-    if _tests["since_full_collect"] >= FULL_COLLECT_EVERY:
-        _tests["since_full_collect"] = 0
+    if next(_test_number) % FULL_COLLECT_EVERY == 0:
         gc.unfreeze()
     keras.backend.clear_session()  # which runs gc.collect()
     gc.freeze()
