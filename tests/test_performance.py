@@ -104,9 +104,9 @@ def test_settings_per_backend():
         # convolution models keep the eager step (compiling them did not pay, measured)
         for name in ("toy_resnet", "conv_autoencoder_nested"):
             conv = performance.settings_for("on", 5, 1, zoo.create(name))
-            assert not conv.torch_compile and conv.pipeline == "torch"
+            assert not conv.torch_compile and conv.pipeline == "torch" and conv.channels_last
         recurrent = performance.settings_for("on", 5, 1, zoo.create("lstm_classifier"))
-        assert recurrent.torch_compile and recurrent.fused_lstm
+        assert recurrent.torch_compile and recurrent.fused_lstm and not recurrent.channels_last
 
 
 def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windows(monkeypatch):
@@ -125,6 +125,11 @@ def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windo
     (plain, _, plain_model), (fast, settings, fast_model) = run("off"), run("on")
     # TensorFlow: windows of 4; torch: of 3 (a divisor of 9); JAX: Keras's loop, 3 steps a call
     assert settings.window == (BACKEND != "jax") and settings.steps_per_execution in (3, 4)
+    assert settings.channels_last == (BACKEND == "torch")
+    if BACKEND == "torch":  # Keras's own function is back after fit
+        from keras.src.backend.torch import nn as torch_nn
+
+        assert torch_nn._transpose_spatial_inputs.__module__ == torch_nn.__name__
     np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-4, atol=1e-6)
     for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
@@ -247,6 +252,53 @@ if BACKEND == "torch":
         for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         assert not performance.settings_for("on", 5, 1, zoo.create("mnist_mlp")).fused_lstm
+
+    def test_channels_last_inputs_give_kerass_outputs_and_gradients(monkeypatch):
+        """``channels_last_torch_inputs``: Keras's torch convolutions, transposed
+        convolutions and pooling (2D and 3D; 1D keeps Keras's function) read channels-last
+        images without a copy and compute Keras's outputs and gradients. Keras's ops must
+        really call ``keras.src.backend.torch.nn._transpose_spatial_inputs`` (private: this
+        fails if that changes)."""
+        import torch
+        from keras.src.backend.torch import nn as torch_nn
+
+        keras_transpose = torch_nn._transpose_spatial_inputs
+        fast = performance.channels_last_torch_inputs(keras_transpose)
+        images = torch.rand(2, 6, 5, 3)
+        nchw = fast(images)
+        assert nchw.shape == (2, 3, 6, 5) and nchw.data_ptr() == images.data_ptr()
+        assert nchw.is_contiguous(memory_format=torch.channels_last)
+        np.testing.assert_array_equal(nchw.numpy(), keras_transpose(images).numpy())
+
+        keras.utils.set_random_seed(0)
+        flat, image, volume = keras.Input((7, 3)), keras.Input((9, 9, 3)), keras.Input((5, 5, 5, 2))
+        h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(image)
+        h = keras.layers.Conv2DTranspose(5, 3, strides=2, padding="same")(h)
+        h = keras.layers.MaxPooling2D(2, padding="same")(h)
+        h = keras.layers.DepthwiseConv2D(3)(keras.layers.AveragePooling2D(2, 1)(h))
+        h = keras.layers.SeparableConv2D(4, 2)(h)
+        v = keras.layers.MaxPooling3D(2)(keras.layers.Conv3D(3, 3, padding="same")(volume))
+        f = keras.layers.Conv1D(4, 3)(flat)
+        model = keras.Model([flat, image, volume], [f, h, v])
+        rng = np.random.default_rng(0)
+        x = [torch.tensor(rng.random((2, *i.shape[1:]), dtype=np.float32)) for i in model.inputs]
+
+        def outputs_and_gradients():
+            xs = [t.clone().requires_grad_(True) for t in x]
+            outputs = model(xs)
+            loss = sum((o * o).sum() for o in outputs)
+            grads = torch.autograd.grad(loss, xs + [w.value for w in model.trainable_weights])
+            return [o.detach().numpy() for o in outputs] + [g.numpy() for g in grads]
+
+        expected = outputs_and_gradients()
+        ranks = []
+        monkeypatch.setattr(
+            torch_nn, "_transpose_spatial_inputs", lambda t: ranks.append(t.ndim) or fast(t)
+        )
+        got = outputs_and_gradients()
+        assert sorted(set(ranks)) == [3, 4, 5]  # every layer above went through it
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
     def test_torch_compile_keeps_kerass_max_and_min_in_one_graph():
         """``trace_keras_reductions``: Keras's torch ``max`` and ``min`` (private
