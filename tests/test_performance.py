@@ -301,7 +301,7 @@ if BACKEND == "torch":
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
     def test_torch_compile_keeps_kerass_max_and_min_in_one_graph():
-        """``trace_keras_reductions``: Keras's torch ``max`` and ``min`` (private
+        """``dynamo_traces_keras``: Keras's torch ``max`` and ``min`` (private
         functions: this fails if they move) stay inside one dynamo graph, with eager
         Keras's outputs and gradients, once a zoo model exists."""
         import torch
@@ -327,7 +327,34 @@ if BACKEND == "torch":
         compiled = torch.compile(model, backend="aot_eager")  # AOTAutograd, no inductor
         for c, e in zip(outputs_and_gradient(compiled), outputs_and_gradient(model), strict=True):
             np.testing.assert_array_equal(c, e)
-        assert performance.trace_keras_reductions()  # once per process, cached
+        assert performance.dynamo_traces_keras()  # once per process, cached
+
+    def test_a_compiled_train_step_breaks_only_at_backward():
+        """Keras's torch ``binary_crossentropy`` (its ``mps.is_available()`` folded by
+        ``dynamo_traces_keras``: a private dynamo list, this fails if it moves) and targets
+        given as a dict for a model with a list of outputs (made a list by the torch feed)
+        trace into the graph; the one break left is Keras's ``loss.backward()``."""
+        import torch
+
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        outputs = [keras.layers.Dense(1, name=n)(hidden) for n in ("flag", "score")]
+        model = zoo.zoo_model.ZooModel(inputs, outputs)
+        model.compile(
+            optimizer="rmsprop",
+            loss={"flag": keras.losses.BinaryCrossentropy(from_logits=True), "score": "mse"},
+        )
+        rng = np.random.default_rng(0)
+        x = torch.tensor(rng.random((8, 4), dtype=np.float32))
+        y = {"score": rng.random((8, 1), dtype=np.float32), "flag": np.ones((8, 1), "float32")}
+        targets = performance._targets_like_outputs(model, y)
+        assert isinstance(targets, list)
+        assert all(t is y[n] for t, n in zip(targets, ("flag", "score"), strict=True))
+        targets = [torch.tensor(t) for t in targets]
+        model.train_on_batch(x, targets)  # builds the optimizer and metrics eagerly
+        explained = torch._dynamo.explain(model.train_step)((x, targets))
+        reasons = [r.reason for r in explained.break_reasons]
+        assert explained.graph_break_count == 1 and "backward" in reasons[0], reasons
 
 
 # -- the benchmark's references -----------------------------------------------------------------

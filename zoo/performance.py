@@ -29,8 +29,8 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
   only on CUDA and loops over the time steps on the CPU), and Keras's convolutions and
   pooling read channels-last images in place (``channels_last_torch_inputs``; Keras
   copies each to channels-first memory and back). Zoo models let dynamo trace
-  Keras's torch ``max`` and ``min`` (``trace_keras_reductions``), whose graph break
-  split a jit-compiled ``GlobalMaxPooling2D`` model into many graphs.
+  Keras's torch ``max``, ``min`` and ``binary_crossentropy`` (``dynamo_traces_keras``),
+  whose graph breaks split a compiled model or train step into many graphs.
 
 Callbacks see every window's end and every epoch's end (progress bar, checkpoints, the
 NaN stop). Under TensorFlow's ``MirroredStrategy`` or a ``keras.distribution``, Keras's
@@ -365,30 +365,45 @@ def channels_last_torch_inputs(keras_transpose: Callable) -> Callable:
 
 
 @functools.cache
-def trace_keras_reductions() -> bool:
-    """Lets ``torch.compile`` keep Keras's torch ``max`` and ``min`` inside the graph.
+def dynamo_traces_keras() -> bool:
+    """Lets ``torch.compile`` keep two spots of Keras 3.15's torch backend inside the graph.
 
-    Keras 3.15's torch ``max`` and ``min`` ask ``isinstance(getattr(result, "values",
-    None), torch.Tensor)``, which dynamo cannot trace. The graph break falls inside
-    Keras's ``name_scope`` and ``no_grad`` context managers, which dynamo cannot split,
-    so it drops the whole frame and compiles each frame below it on its own: a model
-    with ``GlobalMaxPooling2D`` (conv_autoencoder, conv_encoder) compiled as 9 graphs,
-    69 s to its first jit-compiled ``predict`` here (measured 2026-11-28). Under
-    ``torch._dynamo.allow_in_graph`` each call is one node of the graph, which
-    AOTAutograd traces through (on fake tensors, where the test is harmless): 1 graph,
-    33 s. Eager calls are unchanged. It registers the functions with dynamo for the
-    whole process, once; it returns whether it did (only under torch).
+    Where dynamo breaks the graph inside Keras's ``name_scope`` or ``no_grad`` context
+    managers, which it cannot split, it drops the whole frame and compiles each frame below
+    it on its own. Two such breaks (found with ``TORCH_LOGS=graph_breaks``):
+
+    - Keras's torch ``max`` and ``min`` ask ``isinstance(getattr(result, "values", None),
+      torch.Tensor)``, which dynamo cannot trace: a model with ``GlobalMaxPooling2D``
+      (conv_autoencoder, conv_encoder) compiled as 9 graphs, 69 s to its first
+      jit-compiled ``predict`` here (measured 2026-11-28). Under
+      ``torch._dynamo.allow_in_graph`` each call is one node of the graph, which
+      AOTAutograd traces through (on fake tensors, where the test is harmless): 1 graph,
+      33 s.
+    - Keras's torch ``binary_crossentropy`` asks ``torch.backends.mps.is_available()``,
+      which dynamo (torch 2.13) does not fold to a constant as it folds
+      ``torch.cuda.is_available()`` and ``torch.xpu.is_available()``: ticket_router's
+      compiled train step ran as 17 graphs. Folded like those (its answer cannot change
+      within a process), with its targets in its outputs' structure (``prepare``): 3
+      graphs, 5,300-6,050 samples/s against 3,100-4,100 (batch 64, one run each).
+
+    Eager calls are unchanged. It registers the functions with dynamo for the whole
+    process, once; it returns whether it did (only under torch).
     """
     if keras.backend.backend() != "torch":
         return False
     import torch
 
     # private: Keras has no public handle on its backend's functions (`keras.ops.max`
-    # wraps them); tests/test_performance.py fails if the module or functions move
+    # wraps them), nor dynamo on its list of functions to fold; tests/test_performance.py
+    # fails if any of them moves
     from keras.src.backend.torch import numpy as torch_numpy
+    from torch._dynamo.variables import torch as dynamo_torch
 
     for reduction in (torch_numpy.max, torch_numpy.min):
         torch._dynamo.allow_in_graph(reduction)
+    mps_available = torch.backends.mps.is_available  # an lru_cache: dynamo sees what it wraps
+    for fn in (mps_available, getattr(mps_available, "__wrapped__", mps_available)):
+        dynamo_torch.constant_fold_functions[fn] = None
     return True
 
 
@@ -398,7 +413,7 @@ def _compiled_torch_step(model, batch_size):
     partial batch) run eagerly instead of compiling the step again for them."""
     import torch
 
-    trace_keras_reductions()
+    dynamo_traces_keras()
     compiled = torch.compile(model.train_step)
     state = {"compiled": compiled}
 
@@ -635,6 +650,22 @@ def _torch_window(model, step, no_grad_step):
     return train_function, test_function
 
 
+def _targets_like_outputs(model, y):
+    """Targets given as a dict by output name, as a list in the order of the model's outputs
+    where the model returns a list (a functional model built with a list of outputs, such as
+    ticket_router). Keras's loss makes the same list on every step, after its structure
+    check fails with an exception (``CompileLoss.call``); under ``torch.compile`` that
+    exception broke the train step's graph, so the torch feed makes it once instead."""
+    names = list(getattr(model, "output_names", None) or ())
+    if not isinstance(y, dict) or set(y) != set(names):
+        return y
+    try:
+        outputs = model.output
+    except (AttributeError, ValueError):  # a model never called on a symbolic input
+        return y
+    return [y[name] for name in names] if isinstance(outputs, (list, tuple)) else y
+
+
 def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=None):
     """Readies a compiled ``model`` to ``fit`` with ``settings``; returns ``(data,
     callbacks, done)``: what to pass to ``fit``, the callbacks that must come first in
@@ -648,6 +679,8 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
             "shard is for Keras's own train loop or the torch and TensorFlow windows, not JAX's "
             "in-graph window: train with fast='off' or under a keras.distribution"
         )
+    if settings.pipeline == "torch":
+        y = _targets_like_outputs(model, y)
     feed = _Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
     # Public Trainer attributes (no underscore); Keras's own compile() resets the same three
     # functions to None, so that the next fit makes them again with these settings.

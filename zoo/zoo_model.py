@@ -60,7 +60,7 @@ class ZooModel(keras.Model):
         self.zoo_model = dict(zoo_model or {})
         # under torch, lets torch.compile (jit_compile=True) keep the whole model in one
         # graph; nothing under the other backends
-        performance.trace_keras_reductions()
+        performance.dynamo_traces_keras()
 
     def get_config(self):
         return {**super().get_config(), "zoo_model": self.zoo_model}
