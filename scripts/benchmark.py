@@ -4,7 +4,8 @@ Under one backend at a time, for ``mnist_mlp``, ``toy_resnet``, ``conv_autoencod
 and ``ticket_router`` (batch 64 by default), it measures
 
 - training throughput: samples/s over timed windows after a warm-up window (median,
-  min and max of ``--windows`` windows, at least 5 for a real run);
+  min and max of ``--windows`` windows, at least 5 for a real run; with ``--rounds N``
+  each implementation runs N times, the rounds interleaved, and its windows are pooled);
 - inference throughput: ``predict`` (or the native forward) over ``--infer-samples``;
 - time to first step: from the start of training to the end of its first step
   (tracing and compiling included);
@@ -270,6 +271,8 @@ def worker(args) -> dict:
     infer = _inference(impl, model, model_name, args)
     result.update(extra)
     result.update(
+        train_rates=rates,
+        infer_rates=infer,
         train_samples_per_s=statistics.median(rates),
         train_min=min(rates),
         train_max=max(rates),
@@ -306,32 +309,44 @@ def _machine():
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} (CPU only)"
 
 
+def _merge(rounds: list[dict]) -> dict:
+    """One implementation's result from its ``--rounds`` runs: the window rates pooled
+    (median, min and max over all of them), the median first step, the highest peak RSS."""
+    failed = [one for one in rounds if one.get("equivalent") is False]
+    merged = dict(failed[0] if failed else rounds[0])  # a check that failed in any round shows
+    train = [r for one in rounds for r in one["train_rates"]]
+    infer = [r for one in rounds for r in one["infer_rates"]]
+    merged.update(
+        train_rates=train,
+        infer_rates=infer,
+        train_samples_per_s=statistics.median(train),
+        train_min=min(train),
+        train_max=max(train),
+        windows=len(train),
+        rounds=len(rounds),
+        first_step_s=statistics.median(r["first_step_s"] for r in rounds),
+        infer_samples_per_s=statistics.median(infer),
+        peak_rss_mib=max(r["peak_rss_mib"] for r in rounds),
+    )
+    return merged
+
+
 def run_all(args, backend) -> dict:
     results = []
     for model_name in args.models:
-        for impl in args.impls:
-            if impl == "guide" and model_name not in GUIDED:
-                continue
-            if impl == "native_compiled" and backend != "torch":
-                continue
-            cmd = [
-                sys.executable,
-                __file__,
-                "--backend",
-                backend,
-                "--worker",
-                "--model",
-                model_name,
-                "--impl",
-                impl,
-                *args.passthrough,
-            ]
-            print(f"[{backend}] {model_name} / {impl} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr[-3000:])
-                raise SystemExit(f"benchmark: {model_name} / {impl} failed on {backend}")
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        impls = [
+            impl
+            for impl in args.impls
+            if (impl != "guide" or model_name in GUIDED)
+            and (impl != "native_compiled" or backend == "torch")
+        ]
+        # rounds interleave the implementations (zoo, native, ..., zoo, native, ...), so that
+        # a slow spell of this shared machine falls on all of them alike
+        runs = {impl: [] for impl in impls}
+        for round_ in range(args.rounds):
+            for impl in impls:
+                runs[impl].append(_run_worker(args, backend, model_name, impl, round_))
+        results += [_merge(runs[impl]) for impl in impls]
     return {
         "backend": backend,
         "date": date.today().isoformat(),
@@ -339,8 +354,32 @@ def run_all(args, backend) -> dict:
         "versions": _versions(backend),
         "batch_size": args.batch_size,
         "fast": args.fast,
+        "rounds": args.rounds,
         "results": results,
     }
+
+
+def _run_worker(args, backend, model_name, impl, round_) -> dict:
+    """One implementation of one model, timed in its own process."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--backend",
+        backend,
+        "--worker",
+        "--model",
+        model_name,
+        "--impl",
+        impl,
+        *args.passthrough,
+    ]
+    round_note = f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else ""
+    print(f"[{backend}] {model_name} / {impl}{round_note} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"benchmark: {model_name} / {impl} failed on {backend}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def ratios(report) -> list[dict]:
@@ -371,7 +410,12 @@ def markdown(report) -> str:
         "",
         f"{report['date']}; {report['machine']}; "
         + ", ".join(f"{k} {val}" for k, val in v.items())
-        + f"; batch {report['batch_size']}; zoo with `fast={report['fast']!r}`.",
+        + f"; batch {report['batch_size']}; zoo with `fast={report['fast']!r}`"
+        + (
+            f"; {report['rounds']} interleaved rounds of each implementation, their windows pooled."
+            if report.get("rounds", 1) > 1
+            else "."
+        ),
         "",
         "| model | implementation | train samples/s (median [min, max]) | steps/s | "
         "time to first step (s) | predict samples/s | peak RSS (MiB) | same math |",
@@ -501,6 +545,12 @@ def parse_args(argv=None):
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--windows", type=int, default=5, help="timed windows (default 5)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs of each implementation, interleaved; their windows are pooled (default 1)",
+    )
     parser.add_argument("--window-steps", type=int, help="steps per window (default: per model)")
     parser.add_argument("--infer-samples", type=int, default=4096)
     parser.add_argument(
@@ -522,7 +572,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.windows, args.window_steps, args.infer_samples, args.fast = 2, 3, 256, "auto"
-    for name in ("batch_size", "windows", "infer_samples"):
+    for name in ("batch_size", "windows", "rounds", "infer_samples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.window_steps is not None and args.window_steps < 1:

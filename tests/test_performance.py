@@ -415,6 +415,29 @@ def test_benchmark_script_smoke(tmp_path):
     assert "| `mnist_mlp` | zoo |" in result.stdout
 
 
+def test_benchmark_rounds_pool_their_windows_and_keep_a_failed_check():
+    bench = _benchmark_module()
+
+    def run(rates, first, rss, equivalent):
+        return dict(
+            model="mnist_mlp",
+            impl="native",
+            equivalent=equivalent,
+            check=f"checked {equivalent}",
+            train_rates=rates,
+            infer_rates=[r / 10 for r in rates],
+            first_step_s=first,
+            peak_rss_mib=rss,
+        )
+
+    merged = bench._merge([run([1, 2, 9], 1.0, 10, True), run([4, 5, 6], 3.0, 30, False)])
+    assert merged["train_rates"] == [1, 2, 9, 4, 5, 6] and merged["windows"] == 6
+    assert (merged["train_samples_per_s"], merged["train_min"], merged["train_max"]) == (4.5, 1, 9)
+    assert merged["infer_samples_per_s"] == 0.45 and merged["rounds"] == 2
+    assert (merged["first_step_s"], merged["peak_rss_mib"]) == (2.0, 30)
+    assert merged["equivalent"] is False and merged["check"] == "checked False"
+
+
 def test_the_cross_backend_table_compares_each_backends_zoo_with_its_fastest_native():
     bench = _benchmark_module()
 
