@@ -296,7 +296,7 @@ if BACKEND == "torch":
             torch_nn, "_transpose_spatial_inputs", lambda t: ranks.append(t.ndim) or fast(t)
         )
         got = outputs_and_gradients()
-        assert sorted(set(ranks)) == [3, 4, 5]  # every layer above went through it
+        assert sorted(set(ranks)) == [3, 4, 5]  # 1D, 2D and 3D images went through it
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 

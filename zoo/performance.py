@@ -401,9 +401,11 @@ def dynamo_traces_keras() -> bool:
 
     for reduction in (torch_numpy.max, torch_numpy.min):
         torch._dynamo.allow_in_graph(reduction)
-    mps_available = torch.backends.mps.is_available  # an lru_cache: dynamo sees what it wraps
-    for fn in (mps_available, getattr(mps_available, "__wrapped__", mps_available)):
-        dynamo_torch.constant_fold_functions[fn] = None
+    folded = getattr(dynamo_torch, "constant_fold_functions", None)
+    if isinstance(folded, dict):  # a dict in torch 2.13; left alone where it is not
+        mps_available = torch.backends.mps.is_available  # an lru_cache: dynamo sees what it wraps
+        wrapped = getattr(mps_available, "__wrapped__", mps_available)
+        folded.update(dict.fromkeys((mps_available, wrapped)))
     return True
 
 
