@@ -271,18 +271,26 @@ def worker(args) -> dict:
     infer = _inference(impl, model, model_name, args)
     result.update(extra)
     result.update(
-        train_rates=rates,
-        infer_rates=infer,
-        train_samples_per_s=statistics.median(rates),
-        train_min=min(rates),
-        train_max=max(rates),
+        _rates(rates, infer),
         steps_per_window=steps,
-        windows=len(rates),
         first_step_s=first,
-        infer_samples_per_s=statistics.median(infer),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
     return result
+
+
+def _rates(train: list[float], infer: list[float]) -> dict:
+    """The window rates and their summary: median, min and max training samples/s, the
+    number of windows and the median inference samples/s."""
+    return dict(
+        train_rates=train,
+        infer_rates=infer,
+        train_samples_per_s=statistics.median(train),
+        train_min=min(train),
+        train_max=max(train),
+        windows=len(train),
+        infer_samples_per_s=statistics.median(infer),
+    )
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -314,18 +322,13 @@ def _merge(rounds: list[dict]) -> dict:
     (median, min and max over all of them), the median first step, the highest peak RSS."""
     failed = [one for one in rounds if one.get("equivalent") is False]
     merged = dict(failed[0] if failed else rounds[0])  # a check that failed in any round shows
-    train = [r for one in rounds for r in one["train_rates"]]
-    infer = [r for one in rounds for r in one["infer_rates"]]
     merged.update(
-        train_rates=train,
-        infer_rates=infer,
-        train_samples_per_s=statistics.median(train),
-        train_min=min(train),
-        train_max=max(train),
-        windows=len(train),
+        _rates(
+            [r for one in rounds for r in one["train_rates"]],
+            [r for one in rounds for r in one["infer_rates"]],
+        ),
         rounds=len(rounds),
         first_step_s=statistics.median(r["first_step_s"] for r in rounds),
-        infer_samples_per_s=statistics.median(infer),
         peak_rss_mib=max(r["peak_rss_mib"] for r in rounds),
     )
     return merged

@@ -692,22 +692,16 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
     model.train_function = model.test_function = model.predict_function = None
     data, set_epoch = feed, feed.set_epoch
 
-    # Keras's LSTM layer calls `keras.src.backend.lstm`, and its torch convolutions and pooling
-    # `_transpose_spatial_inputs` in `keras.src.backend.torch.nn` (private: Keras has no public
-    # switch; tests/test_performance.py fails if they stop calling them there)
-    from keras.src import backend as keras_backend
+    swapped = []  # (module, name, Keras's function): the Keras functions `done` puts back
 
-    keras_lstm = keras_backend.lstm
-    torch_nn = None
-    if settings.channels_last:
-        from keras.src.backend.torch import nn as torch_nn
-
-        keras_transpose = torch_nn._transpose_spatial_inputs
+    def swap(module, name, replacement):
+        keras_function = getattr(module, name)
+        swapped.append((module, name, keras_function))
+        setattr(module, name, replacement(keras_function))
 
     def done():
-        keras_backend.lstm = keras_lstm
-        if torch_nn is not None:
-            torch_nn._transpose_spatial_inputs = keras_transpose
+        for module, name, keras_function in reversed(swapped):
+            setattr(module, name, keras_function)
         if settings.window:  # it holds the training arrays: let them go with it
             model.train_function = None
         if settings.backend == "torch":  # Keras's torch trainer refuses steps_per_execution > 1
@@ -737,11 +731,18 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
         hooks = [_Hooks(set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
         if settings.ddp:
             hooks.append(distribute.SumMetricsOverProcesses())
-        # last, so that nothing can fail between them and `done`
+        # Last, so that nothing can fail between them and `done`. Keras's LSTM layer calls
+        # `keras.src.backend.lstm`, and its torch convolutions and pooling
+        # `_transpose_spatial_inputs` in `keras.src.backend.torch.nn` (private: Keras has no
+        # public switch; tests/test_performance.py fails if they stop calling them there)
         if settings.fused_lstm:
-            keras_backend.lstm = fused_torch_lstm(keras_lstm)
-        if torch_nn is not None:
-            torch_nn._transpose_spatial_inputs = channels_last_torch_inputs(keras_transpose)
+            from keras.src import backend as keras_backend
+
+            swap(keras_backend, "lstm", fused_torch_lstm)
+        if settings.channels_last:
+            from keras.src.backend.torch import nn as torch_nn
+
+            swap(torch_nn, "_transpose_spatial_inputs", channels_last_torch_inputs)
         return data, hooks, done
     return data, [_Hooks(set_epoch)], done
 
