@@ -329,6 +329,119 @@ if BACKEND == "torch":
             np.testing.assert_array_equal(c, e)
         assert performance.dynamo_traces_keras()  # once per process, cached
 
+    class _PairCell(keras.layers.Layer):
+        """A custom RNN cell with a nested state (a pair), as in the guide."""
+
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.state_size = units, [units, units]
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units))
+
+        def call(self, inputs, states):
+            h = keras.ops.tanh(keras.ops.matmul(inputs, self.kernel) + states[0])
+            return h, [h, states[1] + h]
+
+    def _rnn_outputs_and_gradients(fn, model, x):
+        import torch
+
+        x_ = x.clone().requires_grad_(True)
+        outputs = fn(x_)
+        loss = sum((o * o).sum() for o in outputs)
+        grads = torch.autograd.grad(loss, [x_] + [w.value for w in model.trainable_weights])
+        return [o.detach().numpy() for o in outputs] + [g.numpy() for g in grads]
+
+    def test_torch_compile_keeps_kerass_rnn_loop_in_one_graph():
+        """``dynamo_traces_keras``: while dynamo traces, Keras's generic torch RNN loop
+        (SimpleRNN, GRU, a custom cell with a nested state, masked ones) runs unrolled and
+        Keras's tree functions trace (private functions: this fails if Keras stops calling
+        them), in one graph, with eager Keras's outputs and gradients."""
+        import torch
+        from torch._dynamo.backends.registry import lookup_backend
+
+        zoo.create("mixed_api_rnn")  # a ZooModel registers them
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3, 3))
+        masked = keras.layers.Masking(0.0)(inputs)
+        outputs = [
+            keras.layers.SimpleRNN(4, return_sequences=True)(inputs),
+            keras.layers.GRU(4, go_backwards=True)(inputs),
+            keras.layers.RNN(_PairCell(4), return_sequences=True)(inputs),
+            keras.layers.SimpleRNN(4, zero_output_for_mask=True, return_sequences=True)(masked),
+            keras.layers.LSTM(4)(masked),  # Keras's LSTM takes the generic loop for a mask
+        ]
+        model = keras.Model(inputs, outputs)
+        x = np.random.default_rng(0).random((2, 3, 3), dtype=np.float32)
+        x[1, -1:] = 0.0  # a masked step at the end of one sequence
+        x = torch.tensor(x)
+        graphs = []
+
+        def counted(graph, example_inputs):  # AOTAutograd, no inductor
+            graphs.append(graph)
+            return lookup_backend("aot_eager")(graph, example_inputs)
+
+        got = _rnn_outputs_and_gradients(torch.compile(model, backend=counted), model, x)
+        assert len(graphs) == 1, len(graphs)  # Keras's own loop: 25 graphs (3 steps)
+        for g, e in zip(got, _rnn_outputs_and_gradients(model, model, x), strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+    def test_kerass_rnn_loop_is_unrolled_only_while_tracing_short_sequences(monkeypatch):
+        """``_traceable_rnn`` passes Keras's ``rnn`` its own arguments, ``unroll=True``
+        only under dynamo, for at most ``TORCH_UNROLL_MAX_STEPS`` time steps, and not for
+        ``go_backwards`` with a mask (Keras's unrolled loop fails there); its parameters
+        are Keras's (this fails if Keras's signature changes)."""
+        import inspect
+
+        import torch
+        from keras.src import backend as keras_backend
+
+        seen = []
+        rnn = performance._traceable_rnn(lambda *args, **kwargs: seen.append(kwargs["unroll"]))
+        zoo.create("mixed_api_rnn")
+        assert list(inspect.signature(rnn, follow_wrapped=False).parameters) == list(
+            inspect.signature(keras_backend.rnn.__wrapped__).parameters
+        )
+        limit = performance.TORCH_UNROLL_MAX_STEPS
+        short, long_ = torch.zeros(2, limit, 3), torch.zeros(2, limit + 1, 3)
+        mask = torch.ones(2, limit, dtype=torch.bool)
+        rnn(None, short, [])
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        rnn(None, short, [])
+        rnn(None, long_, [])
+        rnn(None, long_.transpose(0, 1), [], time_major=True)
+        rnn(None, short, [], go_backwards=True)
+        rnn(None, short, [], go_backwards=True, mask=mask)
+        rnn(None, short, [], mask=mask)
+        rnn(None, long_, [], unroll=True)
+        assert seen == [False, True, False, False, True, False, True, True]
+
+    def test_kerass_tree_functions_order_the_same_while_dynamo_traces():
+        """``_traceable_ordered_dict`` orders nested structures (tuples in tuples, which
+        Keras's own cannot trace; dicts under tuples and lists, an OrderedDict, a
+        namedtuple, a defaultdict) as Keras's own does eagerly, inside one graph."""
+        import collections
+
+        import torch
+
+        zoo.create("mixed_api_rnn")
+        pair = collections.namedtuple("Pair", ["first", "second"])
+        t = torch.zeros(())
+        structure = (
+            {"b": t + 1, "a": (t + 2, [t + 3, {"d": t + 4, "c": t + 5}])},
+            [collections.OrderedDict(z=t + 6, y=t + 7), pair(t + 8, (t + 9, t + 12))],
+            (t + 13, (t + 14,)),
+            collections.defaultdict(list, {"f": t + 10, "e": t + 11}),
+        )
+
+        def flat(s):
+            return keras.tree.flatten(keras.tree.map_structure(lambda v: v * 2, s))
+
+        eager = [float(v) / 2 for v in flat(structure)]
+        assert eager == [2, 3, 4, 5, 1, 6, 7, 8, 9, 12, 13, 14, 11, 10]  # Keras's order
+        traced = torch.compile(flat, backend="eager", fullgraph=True)(structure)
+        assert [float(v) / 2 for v in traced] == eager
+
     def test_a_compiled_train_step_breaks_only_at_backward():
         """Keras's torch ``binary_crossentropy`` (its ``mps.is_available()`` folded by
         ``dynamo_traces_keras``: a private dynamo list, this fails if it moves) and targets
