@@ -422,7 +422,9 @@ def dynamo_traces_keras() -> bool:
         wrapped = getattr(mps_available, "__wrapped__", mps_available)
         folded.update(dict.fromkeys((mps_available, wrapped)))
     # private too: Keras's RNN layers call `keras.src.backend.rnn` and its torch tree
-    # functions `torchtree_impl._dict_to_ordered_dict`, each looked up at every call
+    # functions `torchtree_impl._dict_to_ordered_dict`, each looked up at every call; the
+    # replacement walks torch's pytree registry (`torch.utils._pytree`); the tests of
+    # tests/test_performance.py fail if any of them moves
     from keras.src import backend as keras_backend
     from keras.src.tree import torchtree_impl
 
