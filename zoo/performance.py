@@ -425,14 +425,34 @@ def dynamo_traces_keras() -> bool:
     # functions `torchtree_impl._dict_to_ordered_dict`, each looked up at every call; the
     # replacement walks torch's pytree registry (`torch.utils._pytree`); the tests of
     # tests/test_performance.py fail if any of them moves
+    # (each left alone where it is not as in Keras 3.15, so that another Keras, such as
+    # keras-nightly, cannot break building a zoo model or calling an RNN)
     from keras.src import backend as keras_backend
-    from keras.src.tree import torchtree_impl
 
-    keras_backend.rnn = _traceable_rnn(keras_backend.rnn)
-    torchtree_impl._dict_to_ordered_dict = _traceable_ordered_dict(
-        torchtree_impl._dict_to_ordered_dict
-    )
+    keras_rnn = getattr(keras_backend, "rnn", None)
+    if callable(keras_rnn) and _same_parameters(keras_rnn, _traceable_rnn(keras_rnn)):
+        keras_backend.rnn = _traceable_rnn(keras_rnn)
+    try:
+        from keras.src.tree import torchtree_impl
+    except ImportError:
+        return True
+    keras_ordered = getattr(torchtree_impl, "_dict_to_ordered_dict", None)
+    if callable(keras_ordered):
+        torchtree_impl._dict_to_ordered_dict = _traceable_ordered_dict(keras_ordered)
     return True
+
+
+def _same_parameters(function: Callable, wrapper: Callable) -> bool:
+    """Whether ``wrapper`` (a ``functools.wraps`` of ``function``) takes the parameters
+    ``function`` takes, by name and in order."""
+    import inspect
+
+    try:
+        theirs = inspect.signature(function, follow_wrapped=False).parameters
+        ours = inspect.signature(wrapper, follow_wrapped=False).parameters
+    except (TypeError, ValueError):
+        return False
+    return list(theirs) == list(ours)
 
 
 #: While dynamo traces Keras's generic torch RNN loop, sequences of at most this many time
