@@ -424,14 +424,16 @@ def dynamo_traces_keras() -> bool:
     # private too: Keras's RNN layers call `keras.src.backend.rnn` and its torch tree
     # functions `torchtree_impl._dict_to_ordered_dict`, each looked up at every call; the
     # replacement walks torch's pytree registry (`torch.utils._pytree`); the tests of
-    # tests/test_performance.py fail if any of them moves
-    # (each left alone where it is not as in Keras 3.15, so that another Keras, such as
-    # keras-nightly, cannot break building a zoo model or calling an RNN)
+    # tests/test_performance.py fail if any of them moves. Each is left alone where it is
+    # not as in Keras 3.15, so that another Keras (keras-nightly) cannot break building a
+    # zoo model or calling an RNN.
     from keras.src import backend as keras_backend
 
     keras_rnn = getattr(keras_backend, "rnn", None)
-    if callable(keras_rnn) and _same_parameters(keras_rnn, _traceable_rnn(keras_rnn)):
-        keras_backend.rnn = _traceable_rnn(keras_rnn)
+    if callable(keras_rnn):
+        traceable = _traceable_rnn(keras_rnn)
+        if _same_parameters(keras_rnn, traceable):
+            keras_backend.rnn = traceable
     try:
         from keras.src.tree import torchtree_impl
     except ImportError:
