@@ -178,7 +178,15 @@ class Trainer:
         self.slots_2 = [torch.zeros_like(p) for p in self.params] if self.adam else []  # Adam's v
         self.t = torch.zeros(())  # Adam's step count, a tensor so that compiling keeps it
         if compiled:
-            self.step = torch.compile(self.step)
+            # one graph for the whole step: dynamo traces torch.autograd.grad only under
+            # trace_autograd_ops (else it breaks the graph there), as the zoo's step does
+            step = torch.compile(self.step)
+
+            def traced(idx):
+                with torch._dynamo.config.patch(trace_autograd_ops=True):
+                    return step(idx)
+
+            self.step = traced
 
     def loss(self, idx):
         x, y = take(self.x, idx), take(self.y, idx)

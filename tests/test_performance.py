@@ -2,6 +2,7 @@
 results; the benchmark's reference implementations compute what the zoo computes.
 (No timings are asserted here: ``scripts/benchmark.py`` measures them.)"""
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -36,12 +37,19 @@ def _mnist_like(n=300):
     return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype("int32")
 
 
-def test_fast_settings_give_the_plain_paths_loss_curve():
+def test_fast_settings_give_the_plain_paths_loss_curve(monkeypatch):
+    steps = []  # the compiled torch step, to check which kind ran
+    make_step = performance._compiled_torch_step
+    monkeypatch.setattr(
+        performance, "_compiled_torch_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
+    )
     x, y = _mnist_like()  # 300 samples: 4 full batches and a partial one per epoch
     plain, off, plain_model = _history("mnist_mlp", x, y, "off")
     fast, on, fast_model = _history("mnist_mlp", x, y, "on")
     assert off.steps_per_execution == 1 and off.pipeline == "pydataset"
     assert on != off  # something really changed on every backend
+    if BACKEND == "torch":  # the whole step as one graph, not a fallback
+        assert [s.state["kind"] for s in steps] == ["one-graph"], [s.state for s in steps]
     for key in ("loss", "accuracy"):
         np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-6)
     for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
@@ -217,6 +225,94 @@ if BACKEND == "torch":
         messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
         assert len(messages) == 1 and "RuntimeError: inductor exploded" in messages[0]
         np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-6)
+
+    def _small_classifier(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+        model = zoo.zoo_model.ZooModel(inputs, keras.layers.Dense(3, name="logits")(hidden))
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return model
+
+    def _quick_compile(monkeypatch):
+        """torch.compile with dynamo's aot_eager backend (seconds, not inductor's
+        minutes), the zoo's other arguments kept; returns the graphs compiled."""
+        import torch
+
+        graphs, compile_ = [], torch.compile
+
+        def backend(gm, example_inputs):
+            graphs.append(gm)
+            return torch._dynamo.backends.debugging.aot_eager(gm, example_inputs)
+
+        monkeypatch.setattr(torch, "compile", functools.partial(compile_, backend=backend))
+        return graphs
+
+    def _train_by_steps(model, step, orders, freeze_after=None):
+        """Runs ``step(idx)`` over ``orders``; returns the losses and the weights."""
+        import torch
+
+        losses = []
+        for i, idx in enumerate(orders):
+            if i == freeze_after:
+                model.get_layer("hidden").trainable = False
+            model.reset_metrics()
+            losses.append(float(step(torch.tensor(idx))["loss"]))
+        return losses, [w.copy() for w in model.get_weights()]
+
+    def test_the_compiled_torch_step_is_one_graph_and_computes_kerass_step(monkeypatch):
+        """``_compiled_torch_step``'s one-graph step (the gather, forward, backward, Adam
+        update and metrics in one dynamo graph, with only its inputs' guards) gives Keras's
+        eager ``train_step`` results, step by step, with a partial batch (eager) and a
+        layer frozen half-way (compiled again); a second model of the same architecture
+        gets its own graph (with one code object for both, it ran the first model's);
+        a model with its own ``train_step`` gets Keras's compiled step instead."""
+        import torch
+        from keras.src.backend.common import global_state
+
+        graphs = _quick_compile(monkeypatch)
+        rng = np.random.default_rng(0)
+        x = torch.tensor(rng.random((40, 6), dtype=np.float32))
+        y = torch.tensor(rng.integers(0, 3, 40))
+        orders = [rng.permutation(40)[:8] for _ in range(6)]
+        orders.insert(4, np.arange(5))  # a partial batch, after the freeze
+
+        def eager(model):
+            return lambda idx: model.train_step((x[idx], y[idx]))
+
+        def built(seed):  # one eager step first, as Keras's fit builds the optimizer
+            model = _small_classifier(seed)
+            model.train_step((x[:8], y[:8]))
+            return model
+
+        for seed in (1, 2):  # two models, one architecture
+            model = built(seed)
+            want_losses, want_weights = _train_by_steps(model, eager(model), orders, 3)
+            model, count = built(seed), len(graphs)
+            step = performance._compiled_torch_step(model, (x, y), 8)
+            got_losses, got_weights = _train_by_steps(model, step, orders, 3)
+            assert step.state["kind"] == "one-graph", step.state
+            assert global_state.get_global_attribute("current_call_ctx") is None
+            assert len(graphs) - count == 2  # before and after the freeze
+            np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5)
+            for a, b in zip(got_weights, want_weights, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+        class OwnStep(zoo.zoo_model.ZooModel):
+            def train_step(self, data):
+                return super().train_step(data)
+
+        own = _small_classifier(3)
+        own = OwnStep(own.inputs, own.outputs)
+        own.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+        own.train_step((x[:8], y[:8]))
+        step = performance._compiled_torch_step(own, (x, y), 8)
+        step(torch.arange(8))
+        assert step.state["kind"] == "keras"
 
     def test_torchs_fused_lstm_gives_kerass_lstm_curve(monkeypatch):
         """``fused_torch_lstm``: torch's fused kernel where Keras loops over time steps, for

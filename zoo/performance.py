@@ -18,16 +18,20 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
   ``fast="on"``, or ``"auto"`` for runs of at least ``XLA_MIN_STEPS`` steps.
 - JAX: the window is one ``jax.jit`` of a ``fori_loop`` over batches gathered on the
   device, its state donated.
-- PyTorch: the batches are gathered as torch tensors (no per-batch numpy conversion)
-  and the window loops over them, skipping Keras's per-step callbacks; for models
-  without convolutions, with ``fast="on"``, or ``"auto"`` for runs of at least
-  ``TORCH_COMPILE_MIN_STEPS`` steps, the train step is compiled with
-  ``torch.compile``, which removes Keras's per-layer Python overhead. Compiling costs
-  seconds up front (see "time to first step"), which short runs never earn back. A step
-  that fails to compile falls back to the eager step, with a warning. Keras's ``LSTM``
-  layers run torch's fused LSTM kernel during ``fit`` (``fused_torch_lstm``; Keras runs it
-  only on CUDA and loops over the time steps on the CPU), and Keras's convolutions and
-  pooling read channels-last images in place (``channels_last_torch_inputs``; Keras
+- PyTorch: the window loops over its steps in Python, each gathering its batch from
+  torch tensors in memory (``fit`` iterates a stand-in, not Keras's per-batch iterator),
+  skipping Keras's per-step callbacks. For models without convolutions, with
+  ``fast="on"``, or ``"auto"`` for runs of at least ``TORCH_COMPILE_MIN_STEPS`` steps,
+  the train step is compiled with
+  ``torch.compile``: the gather, forward pass, backward pass, optimizer update and
+  metrics as one graph, checked only against its inputs' guards
+  (``_compiled_torch_step``); where that fails, Keras's own step compiled (split at its
+  ``loss.backward()``), and then the eager step, with a warning. Compiling costs
+  seconds up front (see "time to first step"), which short runs never earn back. Keras's
+  ``LSTM`` layers run torch's fused LSTM kernel during ``fit`` (``fused_torch_lstm``; Keras
+  runs it only on CUDA and loops over the time steps on the CPU), and Keras's
+  convolutions and pooling read channels-last images in place
+  (``channels_last_torch_inputs``; Keras
   copies each to channels-first memory and back). Zoo models let dynamo trace
   Keras's torch ``max``, ``min``, ``binary_crossentropy``, tree functions and generic
   RNN loop (``dynamo_traces_keras``), whose graph breaks split a compiled model or train
@@ -104,7 +108,8 @@ class Settings:
         steps_per_execution: training steps per compiled call.
         pipeline: how batches are fed: ``"pydataset"`` (numpy arrays through Keras's
             iterator), ``"in-graph"`` (gathered inside the compiled window from the
-            arrays on the device) or ``"torch"`` (torch tensors through Keras's iterator).
+            arrays on the device) or ``"torch"`` (gathered by the torch window from torch
+            tensors in memory).
         torch_compile: whether the torch train step is compiled.
         window: whether the zoo's window train function runs (``steps_per_execution``
             steps per call, see below) instead of Keras's own.
@@ -536,31 +541,135 @@ def _traceable_ordered_dict(keras_ordered: Callable) -> Callable:
     return ordered
 
 
-def _compiled_torch_step(model, batch_size):
-    """Keras's own torch train step under ``torch.compile``, falling back to the eager
-    step for good at the first compile error. Batches of another size (an epoch's last,
-    partial batch) run eagerly instead of compiling the step again for them."""
+def _gather(tensors, idx):
+    """The batch of rows ``idx`` (a torch int64 tensor) of every tensor in ``tensors``."""
+    return keras.tree.map_structure(lambda a: a.index_select(0, idx), tensors)
+
+
+def _one_graph_train_step(model, tensors) -> Callable:
+    """``step(idx)``: Keras 3.15's torch ``train_step`` (``keras/src/backend/torch/
+    trainer.py``) on the batch of rows ``idx`` of ``tensors``, written so that dynamo
+    traces all of it (the gather, forward, backward, optimizer update and metrics) into
+    one graph: the gradients come from ``torch.autograd.grad``, which dynamo traces under
+    ``trace_autograd_ops``, where Keras's step calls ``zero_grad`` and ``loss.backward()``
+    and reads ``.grad`` (a graph break; and with ``trace_autograd_ops`` Keras's own step
+    raised inside the traced model call, measured with torch 2.13). The loss, the
+    optimizer's math and the metrics are Keras's own calls, as in
+    ``zoo.distribute.ddp_train_step``."""
+    import torch
+
+    training = {"training": True} if "training" in model.call_signature_parameters else {}
+
+    def step(idx):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(_gather(tensors, idx))
+        y_pred = model(x, **training)
+        # private, as in Keras's own train_step: _compute_loss adds the layers' losses,
+        # _loss_tracker is the "loss" metric (no public handle on either in Keras 3.15)
+        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        model._loss_tracker.update_state(loss, sample_weight=idx.shape[0])
+        loss = model.optimizer.scale_loss(loss)
+        weights = model.trainable_weights
+        gradients = torch.autograd.grad(loss, [v.value for v in weights])
+        with torch.no_grad():
+            model.optimizer.apply(list(gradients), weights)
+        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    return step
+
+
+def _tensor_guards_only(entries) -> list[bool]:
+    """dynamo's guards to keep on the one-graph step: the global state (grad mode and
+    the like) and the step's own inputs' shapes and dtypes. Checking every guard dynamo
+    sets on a Keras model (about 1,700 on mnist_mlp: its layers' attributes, Keras's
+    modules) took longer than the step itself (measured: 41,000 -> 90,000-104,000
+    samples/s without them). Dropping them is safe here because the compiled function
+    is new for every fit (``_fresh``) and one graph (``fullgraph``: no frame of Keras's
+    own gets compiled code with these guards), and what a callback may change during a
+    fit (weight values, metric states, the learning rate: all tensors; a frozen layer:
+    ``requires_grad``) is read from the kept tensor guards and inputs. Other Python
+    changes to the model take effect at the next ``fit``, as with Keras's compiled train
+    functions on TensorFlow and JAX."""
+    return [
+        e.guard_type in ("GLOBAL_STATE", "SHAPE_ENV")
+        or (e.guard_type == "TENSOR_MATCH" and not e.is_global)
+        for e in entries
+    ]
+
+
+def _fresh(function: Callable) -> Callable:
+    """``function`` with a code object of its own: dynamo keeps its compiled code on the
+    code object, which every closure made by the same ``def`` shares, so that with fewer
+    guards a second model's step could run the first model's graph."""
+    import types
+
+    code = function.__code__.replace()
+    return types.FunctionType(
+        code, function.__globals__, function.__name__, function.__defaults__, function.__closure__
+    )
+
+
+def _compiled_torch_step(model, tensors, batch_size: int) -> Callable:
+    """``step(idx)``: a train step on the batch of rows ``idx`` of ``tensors``, compiled
+    with ``torch.compile``; the first that compiles of:
+
+    1. the whole step as one graph (``_one_graph_train_step``), for models that keep
+       Keras's ``train_step``; dynamo compiles it again when a weight's ``requires_grad``
+       changes (a callback freezing a layer: Keras sets it), from the guards kept;
+    2. Keras's own ``train_step``, which dynamo splits at ``loss.backward()``;
+    3. the eager step, for good, with a warning.
+
+    Batches of another size (an epoch's last, partial batch) run eagerly instead of
+    compiling the step again for them."""
     import torch
 
     dynamo_traces_keras()
-    compiled = torch.compile(model.train_step)
-    state = {"compiled": compiled}
+    kinds = ["keras"]
+    if type(model).train_step is keras.Model.train_step:
+        kinds.insert(0, "one-graph")
+    state = {"kind": None, "compiled": None}
 
-    def step(data):
-        size = len(keras.tree.flatten(data[0])[0])
-        if state["compiled"] is None or size != batch_size:
-            return model.train_step(data)
-        try:
-            return state["compiled"](data)
-        except Exception as e:  # compile failures come in many types; eager re-raises real errors
-            state["compiled"] = None
-            warnings.warn(
-                f"torch.compile could not compile the train step ({check.error_summary(e)[:250]}); "
-                "training goes on with the eager step",
-                stacklevel=2,
+    def compile_next():
+        kind = kinds.pop(0) if kinds else "eager"
+        state["kind"] = kind
+        if kind == "one-graph":
+            one_graph = torch.compile(
+                _fresh(_one_graph_train_step(model, tensors)),
+                fullgraph=True,
+                options={"guard_filter_fn": _tensor_guards_only},
             )
-            return model.train_step(data)
 
+            def call(idx):
+                with torch._dynamo.config.patch(trace_autograd_ops=True):
+                    return one_graph(idx)
+
+            state["compiled"] = call
+        elif kind == "keras":
+            keras_step = torch.compile(model.train_step)
+            state["compiled"] = lambda idx: keras_step(_gather(tensors, idx))
+        else:
+            state["compiled"] = None
+
+    compile_next()
+
+    def step(idx):
+        if state["compiled"] is None or len(idx) != batch_size:
+            return model.train_step(_gather(tensors, idx))
+        try:
+            return state["compiled"](idx)
+        except Exception as e:  # compile failures come in many types; eager re-raises real errors
+            failed = state["kind"]
+            compile_next()
+            if state["kind"] == "eager":
+                warnings.warn(
+                    f"torch.compile could not compile the train step "
+                    f"({check.error_summary(e)[:250]}); training goes on with the eager step",
+                    stacklevel=2,
+                )
+            elif failed == "one-graph":
+                state["one_graph_error"] = check.error_summary(e)
+            return step(idx)
+
+    step.state = state  # the kind of step running (and why the one graph failed), for tests
     return step
 
 
@@ -759,24 +868,50 @@ def _jax_window(model, window: _Window):
     return train_function, set_epoch
 
 
-def _torch_window(model, step, no_grad_step):
-    """On torch the window is a Python loop over the batches Keras's iterator gathered
-    (torch has no compiled loop): what it saves is Keras's per-step callbacks and iterator
-    bookkeeping. ``step`` is the train step, compiled or not."""
+def _torch_window(model, window: _Window, step: Callable):
+    """On torch the window is a Python loop over its steps (torch has no compiled loop),
+    each ``step(idx)`` gathering its batch from the torch tensors in memory, in the
+    epoch's ``(seed, epoch)`` order. What it saves is Keras's per-step callbacks and
+    iterator (about 0.15-0.25 ms a step, measured: its PyDataset adapter, conversion and
+    DataLoader); ``fit`` iterates ``_steps_only`` instead. ``step`` is the train step,
+    compiled or not."""
     import torch
 
-    def train_function(data):
-        for one in data:
-            logs = step(one)
+    feed = window.feed
+
+    def train_function(data):  # the window's batches come from the order, not `data`
+        begin, _, _ = window.take()
+        for i in range(begin, window.next_step):
+            logs = step(torch.from_numpy(feed.indices(i).astype("int64")))
         return logs
 
     def test_function(data):
         with torch.no_grad():
             for one in data:
-                logs = no_grad_step(one)
+                logs = model.test_step(one)
         return logs
 
     return train_function, test_function
+
+
+def _steps_only(feed: _Batches):
+    """What ``fit`` iterates on the torch window: one item per step, each the epoch's
+    first batch (Keras reads the first to build the model's loss and metrics; the
+    window gathers the real batches itself), through a torch ``DataLoader``, which
+    Keras's torch trainer iterates as it is (about 10 us a step, against 26 us for a
+    PyDataset of the same item, measured)."""
+    import torch
+
+    first = feed[0]
+
+    class Steps(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(feed)
+
+        def __getitem__(self, i):
+            return first
+
+    return torch.utils.data.DataLoader(Steps(), batch_size=None)
 
 
 def _targets_like_outputs(model, y):
@@ -845,12 +980,16 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
     elif settings.backend == "jax":
         model.train_function, set_epoch = _jax_window(model, window)
     else:
-        step = model.train_step
-        if settings.torch_compile:
-            step = _compiled_torch_step(model, batch_size)
+        tensors = (feed.x, feed.y)
         if settings.ddp:
-            step = distribute.ddp_train_step(model)
-        model.train_function, model.test_function = _torch_window(model, step, model.test_step)
+            ddp_step = distribute.ddp_train_step(model)
+            step = lambda idx: ddp_step(_gather(tensors, idx))  # noqa: E731
+        elif settings.torch_compile:
+            step = _compiled_torch_step(model, tensors, len(feed.indices(0)))
+        else:
+            step = lambda idx: model.train_step(_gather(tensors, idx))  # noqa: E731
+        model.train_function, model.test_function = _torch_window(model, window, step)
+        data, set_epoch = _steps_only(feed), window.set_epoch
         # Keras reads steps_per_execution when it makes an epoch iterator: fit's own is
         # made by now, and evaluation's (made later) then runs batch by batch, since its
         # batches rarely divide into the training windows (Keras warned "Your input ran
