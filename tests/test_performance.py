@@ -109,10 +109,10 @@ def test_settings_per_backend():
             spe = performance.settings_for("on", steps, 1).steps_per_execution
             assert steps % spe == 0 and spe <= performance.STEPS_PER_EXECUTION
             assert all(steps % d for d in range(spe + 1, min(128, steps) + 1))
-        # convolution models keep the eager step (compiling them did not pay, measured)
+        # convolution models compile too (as one graph), reading channels-last images
         for name in ("toy_resnet", "conv_autoencoder_nested"):
             conv = performance.settings_for("on", 5, 1, zoo.create(name))
-            assert not conv.torch_compile and conv.pipeline == "torch" and conv.channels_last
+            assert conv.torch_compile and conv.pipeline == "torch" and conv.channels_last
         recurrent = performance.settings_for("on", 5, 1, zoo.create("lstm_classifier"))
         assert recurrent.torch_compile and recurrent.fused_lstm and not recurrent.channels_last
 
@@ -121,6 +121,7 @@ def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windo
     """A model with convolutions (a plain-graph window on TensorFlow), windows that do not
     divide the epoch (9 steps in windows of 4) and a partial last batch (130 = 8 x 16 + 2)."""
     monkeypatch.setattr(performance, "CONV_STEPS_PER_EXECUTION", 4)
+    graphs = _quick_compile(monkeypatch) if BACKEND == "torch" else []
     x = np.random.default_rng(0).random((130, 28, 28, 1), dtype=np.float32)
 
     def run(fast):
@@ -134,7 +135,8 @@ def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windo
     # TensorFlow: windows of 4; torch: of 3 (a divisor of 9); JAX: Keras's loop, 3 steps a call
     assert settings.window == (BACKEND != "jax") and settings.steps_per_execution in (3, 4)
     assert settings.channels_last == (BACKEND == "torch")
-    if BACKEND == "torch":  # Keras's own function is back after fit
+    if BACKEND == "torch":  # the step compiled as one graph; Keras's own function is back
+        assert settings.torch_compile and len(graphs) == 1
         from keras.src.backend.torch import nn as torch_nn
 
         assert torch_nn._transpose_spatial_inputs.__module__ == torch_nn.__name__

@@ -20,9 +20,8 @@ What each backend gets (measured with ``scripts/benchmark.py``, see
   device, its state donated.
 - PyTorch: the window loops over its steps in Python, each gathering its batch from
   torch tensors in memory (``fit`` iterates a stand-in, not Keras's per-batch iterator),
-  skipping Keras's per-step callbacks. For models without convolutions, with
-  ``fast="on"``, or ``"auto"`` for runs of at least ``TORCH_COMPILE_MIN_STEPS`` steps,
-  the train step is compiled with
+  skipping Keras's per-step callbacks. With ``fast="on"``, or ``"auto"`` for runs of at
+  least ``TORCH_COMPILE_MIN_STEPS`` steps, the train step is compiled with
   ``torch.compile``: the gather, forward pass, backward pass, optimizer update and
   metrics as one graph, checked only against its inputs' guards
   (``_compiled_torch_step``); where that fails, Keras's own step compiled (split at its
@@ -187,9 +186,11 @@ def settings_for(
     Models with convolutions (``model`` given) are compiled differently, from
     measurement on this CPU (``docs/benchmarks.md``): on TensorFlow their window is a
     plain graph, since XLA ran the toy ResNet's convolutions inside a loop about 35x
-    slower; on PyTorch their step stays eager, since ``torch.compile`` did not beat it
-    (toy_resnet 0.81x, conv_autoencoder 0.96x of eager) while it removes most of a
-    dense or recurrent model's step (mnist_mlp 2.4x, ticket_router 2.3x).
+    slower; on JAX they keep Keras's loop. On PyTorch every model's step is compiled
+    (as one graph, ``_compiled_torch_step``): conv_autoencoder 1.27x its eager step,
+    toy_resnet even with it, mnist_mlp and ticket_router about 4.5x (measured
+    2026-11-28; when Keras's own step was compiled, split at its ``backward()``, the
+    convolutional models ran slower than eager and stayed eager).
     """
     check.one_of("fast", mode, MODES)
     most_steps = (
@@ -238,9 +239,7 @@ def settings_for(
         return Settings(mode, backend, steps_per_execution=spe, pipeline="in-graph", window=True)
     if backend == "torch":
         fused = contains_layer(model, (keras.layers.LSTM,))
-        compile_step = (
-            _compile_pays(mode, steps_per_epoch * epochs, TORCH_COMPILE_MIN_STEPS) and not conv
-        )
+        compile_step = _compile_pays(mode, steps_per_epoch * epochs, TORCH_COMPILE_MIN_STEPS)
         return Settings(
             mode,
             backend,
