@@ -272,7 +272,8 @@ if BACKEND == "torch":
         eager ``train_step`` results, step by step, with a partial batch (eager) and a
         layer frozen half-way (compiled again); a second model of the same architecture
         gets its own graph (with one code object for both, it ran the first model's);
-        a model with its own ``train_step`` gets Keras's compiled step instead."""
+        a model with its own ``train_step``, and one with a weight its loss never reaches
+        (Keras's optimizer warns, which dynamo does not trace), get Keras's compiled step."""
         import torch
         from keras.src.backend.common import global_state
 
@@ -315,6 +316,30 @@ if BACKEND == "torch":
         step = performance._compiled_torch_step(own, (x, y), 8)
         step(torch.arange(8))
         assert step.state["kind"] == "keras"
+
+        class Unused(keras.layers.Layer):  # a weight the loss never reaches
+            def build(self, shape):
+                self.w = self.add_weight(shape=(3,), initializer="ones")
+
+            def call(self, x):
+                return x
+
+        def unused_model():
+            keras.utils.set_random_seed(4)
+            inputs = keras.Input((6,))
+            model = keras.Model(inputs, keras.layers.Dense(3)(Unused()(inputs)))
+            model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+            model.train_step((x[:8], y[:8]))
+            return model
+
+        with warnings.catch_warnings():  # Keras warns that the weight has no gradient
+            warnings.simplefilter("ignore")
+            want = float(unused_model().train_step((x[8:16], y[8:16]))["loss"])
+            model = unused_model()
+            step = performance._compiled_torch_step(model, (x, y), 8)
+            got = float(step(torch.arange(8, 16))["loss"])
+        assert step.state["kind"] == "keras", step.state  # Keras's warning is not traced
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
     def test_torchs_fused_lstm_gives_kerass_lstm_curve(monkeypatch):
         """``fused_torch_lstm``: torch's fused kernel where Keras loops over time steps, for

@@ -568,7 +568,9 @@ def _one_graph_train_step(model, tensors) -> Callable:
         model._loss_tracker.update_state(loss, sample_weight=idx.shape[0])
         loss = model.optimizer.scale_loss(loss)
         weights = model.trainable_weights
-        gradients = torch.autograd.grad(loss, [v.value for v in weights])
+        # allow_unused: a weight the loss does not reach gets None, as its .grad stays None
+        # in Keras's step (Keras's optimizer skips it, with a warning)
+        gradients = torch.autograd.grad(loss, [v.value for v in weights], allow_unused=True)
         with torch.no_grad():
             model.optimizer.apply(list(gradients), weights)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
