@@ -582,7 +582,7 @@ def _tensor_guards_only(entries) -> list[bool]:
     """dynamo's guards to keep on the one-graph step: the global state (grad mode and
     the like) and the step's own inputs' shapes and dtypes. Checking every guard dynamo
     sets on a Keras model (about 1,700 on mnist_mlp: its layers' attributes, Keras's
-    modules) took longer than the step itself (measured: 41,000 -> 90,000-104,000
+    modules) took longer than the step itself (measured: 41,000-44,000 -> 88,000-104,000
     samples/s without them). Dropping them is safe here because the compiled function
     is new for every fit (``_fresh``) and one graph (``fullgraph``: no frame of Keras's
     own gets compiled code with these guards), and what a callback may change during a
