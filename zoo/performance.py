@@ -658,7 +658,6 @@ def _compiled_torch_step(model, tensors, batch_size: int) -> Callable:
         try:
             return state["compiled"](idx)
         except Exception as e:  # compile failures come in many types; eager re-raises real errors
-            failed = state["kind"]
             compile_next()
             if state["kind"] == "eager":
                 warnings.warn(
@@ -666,11 +665,9 @@ def _compiled_torch_step(model, tensors, batch_size: int) -> Callable:
                     f"({check.error_summary(e)[:250]}); training goes on with the eager step",
                     stacklevel=2,
                 )
-            elif failed == "one-graph":
-                state["one_graph_error"] = check.error_summary(e)
             return step(idx)
 
-    step.state = state  # the kind of step running (and why the one graph failed), for tests
+    step.state = state  # the kind of step running, for tests
     return step
 
 
