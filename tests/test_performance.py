@@ -2,6 +2,7 @@
 results; the benchmark's reference implementations compute what the zoo computes.
 (No timings are asserted here: ``scripts/benchmark.py`` measures them.)"""
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -297,7 +298,10 @@ if BACKEND == "torch":
             want_losses, want_weights = _train_by_steps(model, eager(model), orders, freeze)
             model, count = built(seed), len(graphs)
             step = performance._compiled_torch_step(model, (x, y), 8)
-            got_losses, got_weights = _train_by_steps(model, step, orders, freeze)
+            # the first model's steps set trace_autograd_ops themselves; the second's run
+            # inside `step.tracing()`, as the torch window runs them
+            with step.tracing() if freeze is None else contextlib.nullcontext():
+                got_losses, got_weights = _train_by_steps(model, step, orders, freeze)
             assert step.state["kind"] == "one-graph", step.state
             assert global_state.get_global_attribute("current_call_ctx") is None
             assert len(graphs) - count == (1 if freeze is None else 2)  # and after a freeze
@@ -309,13 +313,19 @@ if BACKEND == "torch":
             def train_step(self, data):
                 return super().train_step(data)
 
-        own = _small_classifier(3)
-        own = OwnStep(own.inputs, own.outputs)
-        own.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
-        own.train_step((x[:8], y[:8]))
-        step = performance._compiled_torch_step(own, (x, y), 8)
-        step(torch.arange(8))
-        assert step.state["kind"] == "keras"
+        def own_step_model():
+            model = _small_classifier(3)
+            model = OwnStep(model.inputs, model.outputs)
+            model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+            model.train_step((x[:8], y[:8]))
+            return model
+
+        want = float(own_step_model().train_step((x[8:16], y[8:16]))["loss"])
+        step = performance._compiled_torch_step(own_step_model(), (x, y), 8)
+        with torch._dynamo.config.patch(trace_autograd_ops=True):  # as a window sets it
+            got = float(step(torch.arange(8, 16))["loss"])
+        assert step.state["kind"] == "keras"  # compiled with it off, not fallen to eager
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
         class Unused(keras.layers.Layer):  # a weight the loss never reaches
             def build(self, shape):
