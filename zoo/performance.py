@@ -637,6 +637,17 @@ def _compiled_torch_step(model, tensors, batch_size: int) -> Callable:
     # under it (_one_graph_train_step's docstring)
     config = torch._dynamo.config
 
+    def traced_with(on: bool, compiled: Callable) -> Callable:
+        """``compiled`` called with trace_autograd_ops ``on``, patched only if it is not."""
+
+        def call(idx):
+            if config.trace_autograd_ops == on:
+                return compiled(idx)
+            with config.patch(trace_autograd_ops=on):
+                return compiled(idx)
+
+        return call
+
     def compile_next():
         kind = kinds.pop(0) if kinds else "eager"
         state["kind"] = kind
@@ -646,24 +657,11 @@ def _compiled_torch_step(model, tensors, batch_size: int) -> Callable:
                 fullgraph=True,
                 options={"guard_filter_fn": _tensor_guards_only},
             )
-
-            def call(idx):
-                if config.trace_autograd_ops:
-                    return one_graph(idx)
-                with config.patch(trace_autograd_ops=True):
-                    return one_graph(idx)
-
-            state["compiled"] = call
+            state["compiled"] = traced_with(True, one_graph)
         elif kind == "keras":
             keras_step = torch.compile(model.train_step)
-
-            def call(idx):  # with trace_autograd_ops off, also inside a window (above)
-                if not config.trace_autograd_ops:
-                    return keras_step(_gather(tensors, idx))
-                with config.patch(trace_autograd_ops=False):
-                    return keras_step(_gather(tensors, idx))
-
-            state["compiled"] = call
+            # off also inside a window that set it (above)
+            state["compiled"] = traced_with(False, lambda idx: keras_step(_gather(tensors, idx)))
         else:
             state["compiled"] = None
 
@@ -901,7 +899,6 @@ def _torch_window(model, window: _Window, step: Callable):
     import torch
 
     feed = window.feed
-
     tracing = getattr(step, "tracing", contextlib.nullcontext)
 
     def train_function(data):  # the window's batches come from the order, not `data`
