@@ -10,7 +10,13 @@ and ``ticket_router`` (batch 64 by default), it measures
 - time to first step: from the start of training to the end of its first step
   (tracing and compiling included);
 - peak memory: the worker process's peak resident set size (each implementation runs
-  in its own process, so the figures do not mix).
+  in its own process, so the figures do not mix);
+- side by side (``--side-by-side``, on unless ``--no-side-by-side``): the zoo's and the
+  native forms' training throughput measured once more in one process per model, their
+  windows alternating, and zoo / fastest native from those windows alone. This shared
+  machine's speed drifts by more than the gaps measured (10-20% between runs minutes
+  apart), and separate processes run minutes apart; alternating windows in one process
+  share every slow spell.
 
 The implementations are ``zoo`` (``zoo.training.fit`` with ``--fast``, the recipe's
 compile), ``guide`` (the guide's model and ``compile`` + ``fit``, in
@@ -55,6 +61,7 @@ IMPLS = ("zoo", "guide", "native", "native_compiled")
 # "native_compiled": the PyTorch reference with its step under torch.compile (torch only);
 # the zoo is compared with the faster of the two native forms
 NATIVE = ("native", "native_compiled")
+SIDE_BY_SIDE = "side_by_side"  # the worker that alternates the zoo's and the natives' windows
 GUIDED = ("mnist_mlp", "toy_resnet")  # the models with the guide's compile + fit code
 # Steps per timed window: an MNIST epoch for the MLP, fewer for the slower models.
 WINDOW_STEPS = {"mnist_mlp": 938, "toy_resnet": 15, "conv_autoencoder": 40, "ticket_router": 60}
@@ -239,6 +246,61 @@ def _check(impl, model_name, backend):
     }
 
 
+def _side_by_side(model_name, args, backend) -> dict:
+    """Training samples/s of the zoo and of each native form on this backend, their
+    windows alternating in this one process: the native forms are built and warmed up
+    (compiled) first; then after each of the zoo's ``fit`` epochs (a window, the first
+    the warm-up) each native form trains one window of the same batches. Returns
+    ``{impl: [rate per window]}``."""
+    import importlib
+
+    import keras
+
+    from benchmarks.common import batch_order, keras_weights
+    from zoo.rundir import RunDir
+    from zoo.training import _StopOnNaN, fit
+
+    native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
+    steps = args.window_steps or WINDOW_STEPS[model_name]
+    samples = steps * args.batch_size
+    x, y = _take(_data(model_name, samples), samples)
+    model = _zoo_model(model_name)
+    order = batch_order(_count(x), args.batch_size, steps * (1 + args.windows), seed=1)
+    trainers = {}
+    for impl in [i for i in NATIVE if i != "native_compiled" or backend == "torch"]:
+        options = {"compiled": True} if impl == "native_compiled" else {}
+        trainers[impl] = native.Trainer(model_name, keras_weights(model), x, y, **options)
+        trainers[impl].train(order[:steps])  # its warm-up window
+    rates = {"zoo": [], **{impl: [] for impl in trainers}}
+
+    class Alternate(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            elapsed = time.perf_counter() - self.start
+            if epoch == 0:  # the zoo's warm-up window
+                return
+            rates["zoo"].append(samples / elapsed)
+            for impl, trainer in trainers.items():
+                start = time.perf_counter()
+                trainer.train(order[epoch * steps : (epoch + 1) * steps])
+                rates[impl].append(samples / (time.perf_counter() - start))
+
+    callbacks = [_StopOnNaN(RunDir(".")), Alternate()]  # as the zoo's own run has them
+    fit(
+        model,
+        x,
+        y,
+        batch_size=args.batch_size,
+        epochs=1 + args.windows,
+        callbacks=callbacks,
+        verbose=0,
+        fast=args.fast,
+    )
+    return rates
+
+
 def _inference(impl, model, model_name, args):
     n = args.infer_samples
     x, _ = _data(model_name, n, seed=3)
@@ -259,6 +321,8 @@ def worker(args) -> dict:
     backend = keras.backend.backend()
     model_name, impl = args.model, args.impl
     result = {"model": model_name, "impl": impl, "backend": backend}
+    if impl == SIDE_BY_SIDE:
+        return {**result, "rates": _side_by_side(model_name, args, backend)}
     result.update(_check(impl, model_name, backend))
     keras.backend.clear_session()
     if impl in NATIVE:
@@ -334,8 +398,20 @@ def _merge(rounds: list[dict]) -> dict:
     return merged
 
 
+def _merge_side_by_side(model_name: str, rounds: list[dict]) -> dict:
+    """One model's side-by-side windows from its rounds, pooled per implementation."""
+    rates = {impl: [r for one in rounds for r in one["rates"][impl]] for impl in rounds[0]["rates"]}
+    return {
+        "model": model_name,
+        "rates": rates,
+        "median": {impl: statistics.median(r) for impl, r in rates.items()},
+        "windows": len(rates["zoo"]),
+        "rounds": len(rounds),
+    }
+
+
 def run_all(args, backend) -> dict:
-    results = []
+    results, side_by_side = [], []
     for model_name in args.models:
         impls = [
             impl
@@ -346,10 +422,15 @@ def run_all(args, backend) -> dict:
         # rounds interleave the implementations (zoo, native, ..., zoo, native, ...), so that
         # a slow spell of this shared machine falls on all of them alike
         runs = {impl: [] for impl in impls}
+        paired = []
         for round_ in range(args.rounds):
             for impl in impls:
                 runs[impl].append(_run_worker(args, backend, model_name, impl, round_))
+            if args.side_by_side and "zoo" in impls and set(impls) & set(NATIVE):
+                paired.append(_run_worker(args, backend, model_name, SIDE_BY_SIDE, round_))
         results += [_merge(runs[impl]) for impl in impls]
+        if paired:
+            side_by_side.append(_merge_side_by_side(model_name, paired))
     return {
         "backend": backend,
         "date": date.today().isoformat(),
@@ -359,6 +440,7 @@ def run_all(args, backend) -> dict:
         "fast": args.fast,
         "rounds": args.rounds,
         "results": results,
+        "side_by_side": side_by_side,
     }
 
 
@@ -402,8 +484,20 @@ def ratios(report) -> list[dict]:
             row["zoo/guide"] = (
                 zoo_result["train_samples_per_s"] / by[(model_name, "guide")]["train_samples_per_s"]
             )
+        paired = _side_by_side_ratio(report, model_name)
+        if paired is not None:
+            row["zoo/native side by side"] = paired
         rows.append(row)
     return rows
+
+
+def _side_by_side_ratio(report, model_name: str) -> float | None:
+    """The zoo's median side-by-side window rate over the fastest native form's."""
+    for one in report.get("side_by_side", []):
+        if one["model"] == model_name:
+            median = one["median"]
+            return median["zoo"] / max(v for impl, v in median.items() if impl in NATIVE)
+    return None
 
 
 def markdown(report) -> str:
@@ -432,14 +526,30 @@ def markdown(report) -> str:
             f"{r['train_samples_per_s'] / report['batch_size']:,.0f} | {r['first_step_s']:.2f} | "
             f"{r['infer_samples_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} | {check} |"
         )
+    if report.get("side_by_side"):
+        lines += [
+            "",
+            "Side by side: the zoo's and the native forms' windows alternating in one process "
+            "per model (train samples/s, median [min, max]).",
+            "",
+            "| model | implementation | train samples/s | windows |",
+            "|---|---|---:|---:|",
+        ]
+        for one in report["side_by_side"]:
+            for impl, rates in one["rates"].items():
+                lines.append(
+                    f"| `{one['model']}` | {impl} | {one['median'][impl]:,.0f} "
+                    f"[{min(rates):,.0f}, {max(rates):,.0f}] | {len(rates)} |"
+                )
+    keys = ("zoo/native", "zoo/native side by side", "zoo/guide")
     lines += [
         "",
-        "| model | zoo / fastest native | zoo / guide code |",
-        "|---|---:|---:|",
+        "| model | zoo / fastest native | zoo / fastest native, side by side | zoo / guide code |",
+        "|---|---:|---:|---:|",
     ]
     for row in ratios(report):
-        cells = [f"{row[k]:.2f}x" if k in row else "-" for k in ("zoo/native", "zoo/guide")]
-        lines.append(f"| `{row['model']}` | {cells[0]} | {cells[1]} |")
+        cells = [f"{row[k]:.2f}x" if k in row else "-" for k in keys]
+        lines.append(f"| `{row['model']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -465,8 +575,9 @@ def summary(reports: list[dict]) -> str:
         "",
         "| model | backend | zoo train samples/s | native train samples/s | zoo / native train | "
         "zoo predict samples/s | native predict samples/s | zoo / native predict | "
-        "first step zoo / native (s) | peak RSS zoo / native (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "first step zoo / native (s) | peak RSS zoo / native (MiB) | "
+        "zoo / native train, side by side |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     best_lines = []
     for model_name in MODELS:
@@ -481,11 +592,14 @@ def summary(reports: list[dict]) -> str:
             if native is not None:
                 natives.append((report["backend"], native))
             cells = [f"{zoo_row['train_samples_per_s']:,.0f}"]
+            paired = _side_by_side_ratio(report, model_name)
+            paired = "-" if paired is None else f"{paired:.2f}x"
             if native is None:
                 cells += ["-", "-", f"{zoo_row['infer_samples_per_s']:,.0f}", "-", "-"]
                 cells += [
                     f"{zoo_row['first_step_s']:.2f} / -",
                     f"{zoo_row['peak_rss_mib']:,.0f} / -",
+                    paired,
                 ]
             else:
                 cells += [
@@ -496,6 +610,7 @@ def summary(reports: list[dict]) -> str:
                     f"{zoo_row['infer_samples_per_s'] / native['infer_samples_per_s']:.2f}x",
                     f"{zoo_row['first_step_s']:.2f} / {native['first_step_s']:.2f}",
                     f"{zoo_row['peak_rss_mib']:,.0f} / {native['peak_rss_mib']:,.0f}",
+                    paired,
                 ]
             lines.append(f"| `{model_name}` | {report['backend']} | " + " | ".join(cells) + " |")
         if zoos and natives:
@@ -555,6 +670,13 @@ def parse_args(argv=None):
         help="runs of each implementation, interleaved; their windows are pooled (default 1)",
     )
     parser.add_argument("--window-steps", type=int, help="steps per window (default: per model)")
+    parser.add_argument(
+        "--side-by-side",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the zoo and the native forms in one process, their windows "
+        "alternating, once per round (default: on)",
+    )
     parser.add_argument("--infer-samples", type=int, default=4096)
     parser.add_argument(
         "--fast",

@@ -657,6 +657,11 @@ def test_benchmark_script_smoke(tmp_path):
         assert r["windows"] == 2 and r["peak_rss_mib"] > 0
     assert f"{BACKEND} mnist_mlp: zoo/native = " in result.stdout
     assert "| `mnist_mlp` | zoo |" in result.stdout
+    # the side-by-side worker: the zoo's and every native form's windows, in one process
+    (paired,) = report["side_by_side"]
+    assert paired["model"] == "mnist_mlp" and set(paired["rates"]) == {"zoo", *impls} - {"guide"}
+    assert all(len(r) == 2 and min(r) > 0 for r in paired["rates"].values())
+    assert "zoo/native side by side = " in result.stdout
 
 
 def test_benchmark_rounds_pool_their_windows_and_keep_a_failed_check():
@@ -675,6 +680,12 @@ def test_benchmark_rounds_pool_their_windows_and_keep_a_failed_check():
         )
 
     merged = bench._merge([run([1, 2, 9], 1.0, 10, True), run([4, 5, 6], 3.0, 30, False)])
+    paired = bench._merge_side_by_side(
+        "mnist_mlp",
+        [{"rates": {"zoo": [1, 3], "native": [2, 2]}}, {"rates": {"zoo": [8], "native": [4]}}],
+    )
+    assert paired["rates"] == {"zoo": [1, 3, 8], "native": [2, 2, 4]}
+    assert paired["median"] == {"zoo": 3, "native": 2} and paired["windows"] == 3
     assert merged["train_rates"] == [1, 2, 9, 4, 5, 6] and merged["windows"] == 6
     assert (merged["train_samples_per_s"], merged["train_min"], merged["train_max"]) == (4.5, 1, 9)
     assert merged["infer_samples_per_s"] == 0.45 and merged["rounds"] == 2
@@ -695,8 +706,16 @@ def test_the_cross_backend_table_compares_each_backends_zoo_with_its_fastest_nat
             peak_rss_mib=500.0,
         )
 
-    def report(backend, rows):
-        return dict(backend=backend, date="d", fast="on", batch_size=64, machine="m", results=rows)
+    def report(backend, rows, side_by_side=()):
+        return dict(
+            backend=backend,
+            date="d",
+            fast="on",
+            batch_size=64,
+            machine="m",
+            results=rows,
+            side_by_side=list(side_by_side),
+        )
 
     reports = [
         report(
@@ -710,6 +729,8 @@ def test_the_cross_backend_table_compares_each_backends_zoo_with_its_fastest_nat
                 row("mnist_mlp", "native_compiled", 200, 40),
                 row("ticket_router", "zoo", 7, 7),
             ],
+            # alternating in one process: zoo 90, the faster native form 100
+            [{"model": "mnist_mlp", "median": {"zoo": 90, "native": 30, "native_compiled": 100}}],
         ),
     ]
     text = bench.summary(reports)
@@ -718,6 +739,8 @@ def test_the_cross_backend_table_compares_each_backends_zoo_with_its_fastest_nat
         "| `mnist_mlp` | torch | 100 | 200 (native_compiled) | **0.50x** | 10 | 40 | 0.25x |"
         in text
     )
+    assert "| 500 / 500 | 0.90x |" in text  # torch's side-by-side ratio ends its row
+    assert text.count("| 500 / 500 | - |") == 1  # TensorFlow's row: none measured
     # the best zoo backend (TensorFlow, 300) against the best native anywhere (TF's, 400)
     assert "| `mnist_mlp` | tensorflow (300) | tensorflow native (400) | **0.75x** |" in text
     assert "| `ticket_router` | torch | 7 | - |" in text  # no native form: no ratio
