@@ -828,16 +828,7 @@ def _tf_window(model, window: _Window, jit_compile: bool):
             built.append(True)
             begin += 1
         if begin < full_end:
-            # Under XLA the count is a Python int, so that XLA knows the loop's trip count:
-            # mnist_mlp's window ran 1.15x faster so (measured 2026-11-29, one process, 4
-            # alternating rounds: 289,000-300,000 samples/s against 240,000-260,000; the
-            # native window, whose loop length is static, 285,000-324,000). Each distinct
-            # count compiles once: a fit's are the first window's, the full window's and
-            # the epoch's last. The plain graph keeps a tensor count (one trace, no gain).
-            count = full_end - begin
-            logs = some_steps(
-                tf.constant(begin, tf.int64), count if jit_compile else tf.constant(count, tf.int64)
-            )
+            logs = some_steps(tf.constant(begin, tf.int64), tf.constant(full_end - begin, tf.int64))
         if partial:
             first = window.partial_first // shares
             logs = one_step(tf.constant(first, tf.int64), size - first)
