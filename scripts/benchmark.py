@@ -138,27 +138,34 @@ class _Timer:
         return Timer()
 
 
+def _zoo_fit(model, x, y, args, timer):
+    """``zoo.training.fit`` for 1 + ``args.windows`` epochs, with the NaN check a zoo run
+    has and ``timer`` (a callback) after it; returns the speed settings it chose."""
+    from zoo.rundir import RunDir
+    from zoo.training import _StopOnNaN, fit
+
+    _, settings = fit(
+        model,
+        x,
+        y,
+        batch_size=args.batch_size,
+        epochs=1 + args.windows,
+        callbacks=[_StopOnNaN(RunDir(".")), timer],
+        verbose=0,
+        fast=args.fast,
+    )
+    return settings
+
+
 def _keras_training(impl, model_name, args):
     """Trains through ``fit`` for 1 + windows epochs of one window each."""
     steps = args.window_steps or WINDOW_STEPS[model_name]
     x, y = _take(_data(model_name, steps * args.batch_size), steps * args.batch_size)
     epochs = 1 + args.windows
     if impl == "zoo":
-        from zoo.rundir import RunDir
-        from zoo.training import _StopOnNaN, fit
-
         model = _zoo_model(model_name)
         timer = _Timer(time.perf_counter())
-        _, settings = fit(
-            model,
-            x,
-            y,
-            batch_size=args.batch_size,
-            epochs=epochs,
-            callbacks=[_StopOnNaN(RunDir(".")), timer],
-            verbose=0,
-            fast=args.fast,
-        )
+        settings = _zoo_fit(model, x, y, args, timer)
         extra = {"settings": settings.as_dict()}
     else:
         from benchmarks import guide
@@ -257,8 +264,6 @@ def _side_by_side(model_name, args, backend) -> dict:
     import keras
 
     from benchmarks.common import batch_order, keras_weights
-    from zoo.rundir import RunDir
-    from zoo.training import _StopOnNaN, fit
 
     native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
     steps = args.window_steps or WINDOW_STEPS[model_name]
@@ -287,17 +292,7 @@ def _side_by_side(model_name, args, backend) -> dict:
                 trainer.train(order[epoch * steps : (epoch + 1) * steps])
                 rates[impl].append(samples / (time.perf_counter() - start))
 
-    callbacks = [_StopOnNaN(RunDir(".")), Alternate()]  # as the zoo's own run has them
-    fit(
-        model,
-        x,
-        y,
-        batch_size=args.batch_size,
-        epochs=1 + args.windows,
-        callbacks=callbacks,
-        verbose=0,
-        fast=args.fast,
-    )
+    _zoo_fit(model, x, y, args, Alternate())
     return rates
 
 
