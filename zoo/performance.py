@@ -838,12 +838,14 @@ def _tf_window(model, window: _Window, jit_compile: bool):
         window.set_epoch(epoch)
         order.assign(_local_order(feed))
 
-    def gather(i):
-        return batch(i * bs, tf.minimum(tf.constant(bs, tf.int64), size - i * bs))
-
-    # what fit iterates: one real batch per step, gathered only if Keras asks for one (no
-    # prefetch: the window train function reads the arrays itself)
-    data = tf.data.Dataset.range(window.steps).map(gather)
+    # What fit iterates: one element per step, which the window train function never reads
+    # (it reads the arrays itself). Keras reads one only to build the model under a
+    # tf.distribute strategy, for its shapes: a batch of the data, repeated. Not a `map`
+    # that gathers each step's batch: Keras makes a new iterator at each epoch's start and
+    # end, and instantiating a map's function made each take 5 ms against 0.4 ms (10 ms an
+    # epoch: 5% of the MLP's 60,000-sample epoch on this CPU).
+    first = keras.tree.map_structure(lambda a: a[:bs], tensors)
+    data = tf.data.Dataset.from_tensors(first).repeat(window.steps)
     return train_function, set_epoch, data
 
 
