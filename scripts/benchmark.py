@@ -6,7 +6,9 @@ and ``ticket_router`` (batch 64 by default), it measures
 - training throughput: samples/s over timed windows after a warm-up window (median,
   min and max of ``--windows`` windows, at least 5 for a real run; with ``--rounds N``
   each implementation runs N times, the rounds interleaved, and its windows are pooled);
-- inference throughput: ``predict`` (or the native forward) over ``--infer-samples``;
+- inference throughput over ``--infer-samples`` (batch 256): ``zoo.predict`` with
+  ``--fast`` for the zoo, Keras's ``predict`` for the guide's code, the native forward
+  loop for the native forms;
 - time to first step: from the start of training to the end of its first step
   (tracing and compiling included);
 - peak memory: the worker process's peak resident set size (each implementation runs
@@ -297,6 +299,8 @@ def _side_by_side(model_name, args, backend) -> dict:
 
 
 def _inference(impl, model, model_name, args):
+    import zoo
+
     n = args.infer_samples
     x, _ = _data(model_name, n, seed=3)
     times = []
@@ -304,7 +308,9 @@ def _inference(impl, model, model_name, args):
         t = time.perf_counter()
         if impl in NATIVE:
             model.predict(x, 256)
-        else:
+        elif impl == "zoo":
+            zoo.predict(model, x, batch_size=256, fast=args.fast)
+        else:  # the guide's code: Keras's own predict
             model.predict(x, batch_size=256, verbose=0)
         times.append(time.perf_counter() - t)
     return [n / s for s in times[1:]]

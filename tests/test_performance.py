@@ -208,6 +208,50 @@ def test_train_records_its_speed_settings_and_keeps_the_compile_config(tmp_path)
     assert model.steps_per_execution == 1  # the recipe's compile, not the speed settings
 
 
+@pytest.mark.parametrize(
+    "model_name, fast",
+    [
+        ("mnist_mlp", "auto"),
+        ("mnist_mlp", "on"),
+        ("conv_autoencoder", "on"),
+        ("ticket_router", "on"),
+    ],
+)
+def test_predict_gives_kerass_predictions(model_name, fast):
+    """zoo.predict: Keras's predict's outputs in its structure, for a partial last batch
+    (100 samples, batch 32), float64 inputs, a conv model (channels-last on torch) and a
+    two-input, two-output model (torch's fused LSTM); Keras's functions put back after."""
+    from keras.src import backend as keras_backend
+
+    keras.utils.set_random_seed(0)
+    model = zoo.create(model_name)
+    x = zoo.sample_inputs(model, 100, seed=1)
+    if model_name == "mnist_mlp" and fast == "auto":
+        x = x.astype("float64")
+    expected = model.predict(x, batch_size=32, verbose=0)
+    kept = [keras_backend.lstm]
+    if BACKEND == "torch":
+        from keras.src.backend.torch import nn as torch_nn
+
+        kept.append(torch_nn._transpose_spatial_inputs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outputs = zoo.predict(model, x, batch_size=32, fast=fast)
+        again = zoo.predict(model, x[:40] if isinstance(x, np.ndarray) else x, 32, fast)
+    assert not [w for w in caught if "could not compile" in str(w.message)]  # not a fallback
+    assert type(outputs) is type(expected)
+    for a, b in zip(keras.tree.flatten(outputs), keras.tree.flatten(expected), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    first = keras.tree.flatten(again)[0]
+    np.testing.assert_allclose(first, keras.tree.flatten(outputs)[0][: len(first)], rtol=1e-6)
+    if BACKEND == "torch":
+        assert [keras_backend.lstm, torch_nn._transpose_spatial_inputs] == kept
+    assert performance.predict(model, x, 32, "off") is not None  # Keras's own predict
+    with pytest.raises(ValueError, match="fast must be one of"):
+        zoo.predict(model, x, fast="fastest")
+
+
 if BACKEND == "torch":
 
     def test_a_torch_step_that_fails_to_compile_runs_eagerly(monkeypatch):

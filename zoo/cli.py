@@ -405,7 +405,7 @@ def _predict(args) -> None:
             for o in model.outputs
         ]
     else:
-        outputs = [np.asarray(o) for o in keras.tree.flatten(model.predict(inputs, verbose=0))]
+        outputs = [np.asarray(o) for o in keras.tree.flatten(zoo.predict(model, inputs))]
 
     _save_arrays(
         output, outputs[0] if len(outputs) == 1 else dict(zip(names, outputs, strict=True))
