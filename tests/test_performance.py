@@ -239,6 +239,8 @@ def test_predict_gives_kerass_predictions(model_name, fast):
         outputs = zoo.predict(model, x, batch_size=32, fast=fast)
         again = zoo.predict(model, x[:40] if isinstance(x, np.ndarray) else x, 32, fast)
     assert not [w for w in caught if "could not compile" in str(w.message)]  # not a fallback
+    # the zoo's loop ran (its cached forward pass), not Keras's predict; JAX runs Keras's
+    assert bool(model.__dict__.get("_zoo_forward")) == (BACKEND != "jax")
     assert type(outputs) is type(expected)
     for a, b in zip(keras.tree.flatten(outputs), keras.tree.flatten(expected), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype

@@ -1242,14 +1242,19 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
 
     The last, partial batch is padded to a full one (its extra rows dropped), so that
     a compiled forward pass compiles once; Keras's ``predict`` compiles again for it.
-    Inputs other than numpy arrays (a ``tf.data.Dataset``, a generator, tensors) and no
-    samples go to Keras's ``predict``."""
+    Inputs other than numpy arrays (a ``tf.data.Dataset``, a generator, tensors), no
+    samples, and a call under a ``tf.distribute`` strategy go to Keras's ``predict``."""
     check.one_of("fast", fast, MODES)
     backend = keras.backend.backend()
     leaves = keras.tree.flatten(x)
     arrays = bool(leaves) and all(isinstance(a, np.ndarray) for a in leaves)
     if fast == "off" or backend not in ("tensorflow", "torch") or not arrays or not len(leaves[0]):
         return model.predict(x, batch_size=batch_size, verbose=0)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():  # Keras's predict spreads the batches over the devices
+            return model.predict(x, batch_size=batch_size, verbose=0)
     conv = contains_layer(model, _CONV_LAYERS)
     lstm = contains_layer(model, (keras.layers.LSTM,))
     # made once per model and mode, as Keras keeps its `predict_function` (a compile of
