@@ -252,6 +252,8 @@ def test_predict_gives_kerass_predictions(model_name, fast):
     assert performance.predict(model, x, 32, "off") is not None  # Keras's own predict
     with pytest.raises(ValueError, match="fast must be one of"):
         zoo.predict(model, x, fast="fastest")
+    with pytest.raises(ValueError, match="batch_size"):
+        zoo.predict(model, x, batch_size=0)
 
 
 if BACKEND == "torch":

@@ -1188,8 +1188,8 @@ def _tf_forward(model, conv: bool) -> Callable:
 def _torch_forward(model, compiled: bool) -> Callable:
     import torch
 
-    def forward(batch):
-        batch = keras.tree.map_structure(torch.as_tensor, batch)
+    def forward(batch):  # (convert_to_tensor: on Keras's device)
+        batch = keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
         return model(batch, training=False)
 
     if not compiled:
@@ -1208,7 +1208,8 @@ def _torch_forward(model, compiled: bool) -> Callable:
     def compiled_forward(batch):
         if state["compiled"] is not None:
             try:
-                return state["compiled"](keras.tree.map_structure(torch.as_tensor, batch))
+                tensors = keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
+                return state["compiled"](tensors)
             except Exception as e:  # as in _compiled_torch_step: eager re-raises real errors
                 state["compiled"] = None
                 warnings.warn(
@@ -1245,6 +1246,7 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
     Inputs other than numpy arrays (a ``tf.data.Dataset``, a generator, tensors), no
     samples, and a call under a ``tf.distribute`` strategy go to Keras's ``predict``."""
     check.one_of("fast", fast, MODES)
+    batch_size = check.positive_int("batch_size", batch_size)
     backend = keras.backend.backend()
     leaves = keras.tree.flatten(x)
     arrays = bool(leaves) and all(isinstance(a, np.ndarray) for a in leaves)
