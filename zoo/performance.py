@@ -989,16 +989,10 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
     model.train_function = model.test_function = model.predict_function = None
     data, set_epoch = feed, feed.set_epoch
 
-    swapped = []  # (module, name, Keras's function): the Keras functions `done` puts back
-
-    def swap(module, name, replacement):
-        keras_function = getattr(module, name)
-        swapped.append((module, name, keras_function))
-        setattr(module, name, replacement(keras_function))
+    swaps = contextlib.ExitStack()  # what `done` puts back: Keras's swapped torch functions
 
     def done():
-        for module, name, keras_function in reversed(swapped):
-            setattr(module, name, keras_function)
+        swaps.close()
         if settings.window:  # it holds the training arrays: let them go with it
             model.train_function = None
         if settings.backend == "torch":  # Keras's torch trainer refuses steps_per_execution > 1
@@ -1032,20 +1026,39 @@ def prepare(model, x, y, batch_size: int, seed: int, settings: Settings, shard=N
         hooks = [_Hooks(set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
         if settings.ddp:
             hooks.append(distribute.SumMetricsOverProcesses())
-        # Last, so that nothing can fail between them and `done`. Keras's LSTM layer calls
-        # `keras.src.backend.lstm`, and its torch convolutions and pooling
-        # `_transpose_spatial_inputs` in `keras.src.backend.torch.nn` (private: Keras has no
-        # public switch; tests/test_performance.py fails if they stop calling them there)
-        if settings.fused_lstm:
-            from keras.src import backend as keras_backend
-
-            swap(keras_backend, "lstm", fused_torch_lstm)
-        if settings.channels_last:
-            from keras.src.backend.torch import nn as torch_nn
-
-            swap(torch_nn, "_transpose_spatial_inputs", channels_last_torch_inputs)
+        # last, so that nothing can fail between them and `done`
+        swaps.enter_context(_torch_swaps(settings.fused_lstm, settings.channels_last))
         return data, hooks, done
     return data, [_Hooks(set_epoch)], done
+
+
+@contextlib.contextmanager
+def _torch_swaps(fused_lstm: bool, channels_last: bool):
+    """Keras's torch ``lstm`` swapped for ``fused_torch_lstm`` and its
+    ``_transpose_spatial_inputs`` for ``channels_last_torch_inputs`` (each if asked),
+    Keras's own put back on exit. Keras's LSTM layer calls ``keras.src.backend.lstm``,
+    and its torch convolutions and pooling ``_transpose_spatial_inputs`` in
+    ``keras.src.backend.torch.nn`` (private: Keras has no public switch;
+    tests/test_performance.py fails if they stop calling them there)."""
+    from keras.src import backend as keras_backend
+
+    swaps = []
+    if fused_lstm:
+        swaps.append((keras_backend, "lstm", fused_torch_lstm))
+    if channels_last:
+        from keras.src.backend.torch import nn as torch_nn
+
+        swaps.append((torch_nn, "_transpose_spatial_inputs", channels_last_torch_inputs))
+    kept = []  # (module, name, Keras's function)
+    try:
+        for module, name, replacement in swaps:
+            keras_function = getattr(module, name)
+            kept.append((module, name, keras_function))
+            setattr(module, name, replacement(keras_function))
+        yield
+    finally:
+        for module, name, keras_function in reversed(kept):
+            setattr(module, name, keras_function)
 
 
 def fit_function(model, settings: Settings) -> Callable:
@@ -1188,12 +1201,11 @@ def _tf_forward(model, conv: bool) -> Callable:
 def _torch_forward(model, compiled: bool) -> Callable:
     import torch
 
-    def forward(batch):  # (convert_to_tensor: on Keras's device)
-        batch = keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
-        return model(batch, training=False)
+    def tensors(batch):  # on Keras's device
+        return keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
 
     if not compiled:
-        return forward
+        return lambda batch: model(tensors(batch), training=False)
     dynamo_traces_keras()
     # one graph, checked only against its inputs' guards, as the compiled train step
     # (_tensor_guards_only), with code of its own for each model (_fresh)
@@ -1206,10 +1218,10 @@ def _torch_forward(model, compiled: bool) -> Callable:
     }
 
     def compiled_forward(batch):
+        batch = tensors(batch)
         if state["compiled"] is not None:
             try:
-                tensors = keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
-                return state["compiled"](tensors)
+                return state["compiled"](batch)
             except Exception as e:  # as in _compiled_torch_step: eager re-raises real errors
                 state["compiled"] = None
                 warnings.warn(
@@ -1217,7 +1229,7 @@ def _torch_forward(model, compiled: bool) -> Callable:
                     f"({check.error_summary(e)[:250]}); predict goes on eagerly",
                     stacklevel=2,
                 )
-        return forward(batch)
+        return model(batch, training=False)
 
     return compiled_forward
 
@@ -1275,26 +1287,10 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
         outputs, rows = zip(*((forward(b), r) for b, r in _batches(x, batch_size)), strict=True)
         return _joined(list(outputs), list(rows))
     import torch
-    from keras.src import backend as keras_backend
-    from keras.src.backend.torch import nn as torch_nn
 
-    # Keras's functions put back on the way out, as `prepare`'s `done` does (private
-    # handles: see prepare)
-    swapped = []
-    if lstm:
-        swapped.append((keras_backend, "lstm", fused_torch_lstm))
-    if conv:
-        swapped.append((torch_nn, "_transpose_spatial_inputs", channels_last_torch_inputs))
-    kept = [(module, name, getattr(module, name)) for module, name, _ in swapped]
-    try:
-        for module, name, replacement in swapped:
-            setattr(module, name, replacement(getattr(module, name)))
-        outputs, rows = [], []
-        with torch.no_grad():
-            for batch, r in _batches(x, batch_size):
-                outputs.append(forward(batch))
-                rows.append(r)
-    finally:
-        for module, name, keras_function in reversed(kept):
-            setattr(module, name, keras_function)
+    outputs, rows = [], []
+    with _torch_swaps(fused_lstm=lstm, channels_last=conv), torch.no_grad():
+        for batch, r in _batches(x, batch_size):
+            outputs.append(forward(batch))
+            rows.append(r)
     return _joined(outputs, rows)
