@@ -219,8 +219,9 @@ def test_train_records_its_speed_settings_and_keeps_the_compile_config(tmp_path)
 )
 def test_predict_gives_kerass_predictions(model_name, fast):
     """zoo.predict: Keras's predict's outputs in its structure, for a partial last batch
-    (100 samples, batch 32), float64 inputs, a conv model (channels-last on torch) and a
-    two-input, two-output model (torch's fused LSTM); Keras's functions put back after."""
+    (100 samples, batch 32), float64 inputs, a conv model (channels-last on torch) given
+    a read-only Fortran-order array, and a two-input, two-output model (torch's fused
+    LSTM); the inputs unchanged, Keras's functions put back after."""
     from keras.src import backend as keras_backend
 
     keras.utils.set_random_seed(0)
@@ -228,6 +229,10 @@ def test_predict_gives_kerass_predictions(model_name, fast):
     x = zoo.sample_inputs(model, 100, seed=1)
     if model_name == "mnist_mlp" and fast == "auto":
         x = x.astype("float64")
+    if model_name == "conv_autoencoder":  # an array torch cannot share: converted by Keras
+        x = np.asfortranarray(x)
+        x.setflags(write=False)
+    before = keras.tree.map_structure(np.copy, x)
     expected = model.predict(x, batch_size=32, verbose=0)
     kept = [keras_backend.lstm]
     if BACKEND == "torch":
@@ -239,6 +244,8 @@ def test_predict_gives_kerass_predictions(model_name, fast):
         outputs = zoo.predict(model, x, batch_size=32, fast=fast)
         again = zoo.predict(model, x[:40] if isinstance(x, np.ndarray) else x, 32, fast)
     assert not [w for w in caught if "could not compile" in str(w.message)]  # not a fallback
+    for a, b in zip(keras.tree.flatten(x), keras.tree.flatten(before), strict=True):
+        np.testing.assert_array_equal(a, b)  # the inputs (shared with torch) unchanged
     # the zoo's loop ran (its cached forward pass), not Keras's predict; JAX runs Keras's
     assert bool(model.__dict__.get("_zoo_forward")) == (BACKEND != "jax")
     assert type(outputs) is type(expected)
