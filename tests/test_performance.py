@@ -6,6 +6,7 @@ import contextlib
 import functools
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import warnings
@@ -747,6 +748,39 @@ def test_benchmark_rounds_pool_their_windows_and_keep_a_failed_check():
     assert merged["infer_samples_per_s"] == 0.45 and merged["rounds"] == 2
     assert (merged["first_step_s"], merged["peak_rss_mib"]) == (2.0, 30)
     assert merged["equivalent"] is False and merged["check"] == "checked False"
+
+
+def test_the_paired_side_by_side_ratio_is_the_median_of_window_ratios():
+    bench = _benchmark_module()
+    # a slow spell over the zoo's first window and the native's last two: the medians
+    # say 2.5x, each window against the fastest native's window after it 1.0x
+    rates = {"zoo": [4, 10, 10, 12], "native": [1, 1, 1, 1], "native_compiled": [4, 10, 4, 4]}
+    one = bench._merge_side_by_side("mnist_mlp", [{"rates": rates}])
+    report = {"side_by_side": [one]}
+    assert bench._side_by_side_ratio(report, "mnist_mlp") == 10 / 4
+    assert bench._paired_ratio(report, "mnist_mlp") == statistics.median([1, 1, 2.5, 3])
+    assert bench._paired_ratio(report, "toy_resnet") is None
+    assert bench.ratios({"results": [], "side_by_side": [one]}) == []  # no zoo row, no ratios
+    text = bench.markdown(
+        dict(backend="jax", date="d", machine="m", versions={}, batch_size=64, fast="on")
+        | {"results": [_row("mnist_mlp", "zoo", 9), _row("mnist_mlp", "native", 3)]}
+        | {"side_by_side": [one]}
+    )
+    assert "| `mnist_mlp` | 3.00x | 2.50x | 1.75x | - |" in text
+
+
+def _row(model, impl, train):
+    return dict(
+        model=model,
+        impl=impl,
+        train_samples_per_s=train,
+        train_min=train,
+        train_max=train,
+        infer_samples_per_s=1.0,
+        first_step_s=1.0,
+        peak_rss_mib=500.0,
+        equivalent=True,
+    )
 
 
 def test_the_cross_backend_table_compares_each_backends_zoo_with_its_fastest_native():
