@@ -1177,12 +1177,13 @@ def _rows(x, selection):
 
 
 def _joined(outputs: list, rows: list[int]):
-    """The batches' outputs (tensors), each cut to its real rows, joined along the batch
-    axis on the backend and then made numpy arrays, in the model's output structure (what
-    Keras's ``predict`` returns)."""
+    """The batches' outputs, each cut to its real rows, joined along the batch axis, as
+    numpy arrays in the model's output structure (what Keras's ``predict`` returns).
+    Each batch's are made numpy first, so that on an accelerator the outputs gather in
+    host memory, as Keras's ``predict`` gathers them."""
     return keras.tree.map_structure(
-        lambda *o: keras.ops.convert_to_numpy(
-            keras.ops.concatenate([a[:r] for a, r in zip(o, rows, strict=True)], axis=0)
+        lambda *o: np.concatenate(
+            [keras.ops.convert_to_numpy(a)[:r] for a, r in zip(o, rows, strict=True)]
         ),
         *outputs,
     )
@@ -1199,11 +1200,15 @@ def _tf_forward(model, conv: bool) -> Callable:
 
 
 def _torch_forward(model, compiled: bool) -> Callable:
-    """The forward pass of batches of tensors (on Keras's device)."""
+    """The forward pass of batches of arrays or host tensors, each batch moved to Keras's
+    device first (a no-op for host tensors on the CPU)."""
     import torch
 
+    def tensors(batch):
+        return keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
+
     if not compiled:
-        return lambda batch: model(batch, training=False)
+        return lambda batch: model(tensors(batch), training=False)
     dynamo_traces_keras()
     # one graph, checked only against its inputs' guards, as the compiled train step
     # (_tensor_guards_only), with code of its own for each model (_fresh)
@@ -1216,6 +1221,7 @@ def _torch_forward(model, compiled: bool) -> Callable:
     }
 
     def compiled_forward(batch):
+        batch = tensors(batch)
         if state["compiled"] is not None:
             try:
                 return state["compiled"](batch)
@@ -1238,15 +1244,17 @@ _TORCH_SHARED = {np.dtype(t) for t in ("float16", "float32", "float64", "int8", 
 }
 
 
-def _torch_tensor(a: np.ndarray):
-    """``keras.ops.convert_to_tensor(a)`` without its copy of the whole array (it calls
-    ``np.array``: 1.4 ms for mnist_mlp's 4,096 inputs, as much as the forward passes of a
-    third of them) where torch can share the array's memory."""
+def _torch_host(a: np.ndarray):
+    """``a`` as a host (CPU) torch tensor sharing its memory, where torch can share it;
+    else ``a`` itself, whose batches Keras's ``convert_to_tensor`` then copies one by
+    one. Keras's ``convert_to_tensor`` copies any array it is given (``np.array``): per
+    batch, about 100 us of mnist_mlp's 370 (batch 256); the whole array at once would be
+    1.4 ms for its 4,096 inputs, and would put all of them on an accelerator at once."""
     import torch
 
     if a.dtype in _TORCH_SHARED and a.dtype.isnative and a.flags.writeable:
-        return keras.ops.convert_to_tensor(torch.from_numpy(np.ascontiguousarray(a)))
-    return keras.ops.convert_to_tensor(a)
+        return torch.from_numpy(np.ascontiguousarray(a))
+    return a
 
 
 def predict(model, x, batch_size: int = 32, fast: str = "auto"):
@@ -1303,9 +1311,8 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
         return _joined(list(outputs), list(rows))
     import torch
 
-    # the inputs made tensors on Keras's device once, and sliced there (as the native
-    # loop does): converting each batch cost about 100 us of 370 (mnist_mlp, batch 256)
-    x = keras.tree.map_structure(_torch_tensor, x)
+    # host tensors sliced into batches, as the native loop slices its tensors (_torch_host)
+    x = keras.tree.map_structure(_torch_host, x)
     outputs, rows = [], []
     with _torch_swaps(fused_lstm=lstm, channels_last=conv), torch.no_grad():
         for batch, r in _batches(x, batch_size):
