@@ -1176,16 +1176,18 @@ def _rows(x, selection):
     return keras.tree.map_structure(lambda a: a[selection], x)
 
 
+def _on_host(outputs):
+    """One batch's outputs as numpy arrays, made as soon as the batch is done, so that on
+    an accelerator the outputs gather in host memory, as Keras's ``predict`` gathers
+    them."""
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
+
+
 def _joined(outputs: list, rows: list[int]):
-    """The batches' outputs, each cut to its real rows, joined along the batch axis, as
-    numpy arrays in the model's output structure (what Keras's ``predict`` returns).
-    Each batch's are made numpy first, so that on an accelerator the outputs gather in
-    host memory, as Keras's ``predict`` gathers them."""
+    """The batches' outputs (``_on_host``), each cut to its real rows, joined along the
+    batch axis, in the model's output structure (what Keras's ``predict`` returns)."""
     return keras.tree.map_structure(
-        lambda *o: np.concatenate(
-            [keras.ops.convert_to_numpy(a)[:r] for a, r in zip(o, rows, strict=True)]
-        ),
-        *outputs,
+        lambda *o: np.concatenate([a[:r] for a, r in zip(o, rows, strict=True)]), *outputs
     )
 
 
@@ -1307,7 +1309,8 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
         cache[key] = _tf_forward(model, conv) if tf_backend else _torch_forward(model, compiled)
     forward = cache[key]
     if backend == "tensorflow":
-        outputs, rows = zip(*((forward(b), r) for b, r in _batches(x, batch_size)), strict=True)
+        batches = _batches(x, batch_size)
+        outputs, rows = zip(*((_on_host(forward(b)), r) for b, r in batches), strict=True)
         return _joined(list(outputs), list(rows))
     import torch
 
@@ -1316,6 +1319,6 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
     outputs, rows = [], []
     with _torch_swaps(fused_lstm=lstm, channels_last=conv), torch.no_grad():
         for batch, r in _batches(x, batch_size):
-            outputs.append(forward(batch))
+            outputs.append(_on_host(forward(batch)))
             rows.append(r)
     return _joined(outputs, rows)
