@@ -615,7 +615,7 @@ def summary(reports: list[dict]) -> str:
             cells = [f"{zoo_row['train_samples_per_s']:,.0f}"]
             pooled = _side_by_side_ratio(report, model_name)
             paired = _paired_ratio(report, model_name)
-            paired = (
+            side = (
                 "-"
                 if pooled is None
                 else f"{pooled:.2f}x" + ("" if paired is None else f"; {paired:.2f}x")
@@ -625,7 +625,7 @@ def summary(reports: list[dict]) -> str:
                 cells += [
                     f"{zoo_row['first_step_s']:.2f} / -",
                     f"{zoo_row['peak_rss_mib']:,.0f} / -",
-                    paired,
+                    side,
                 ]
             else:
                 cells += [
@@ -636,7 +636,7 @@ def summary(reports: list[dict]) -> str:
                     f"{zoo_row['infer_samples_per_s'] / native['infer_samples_per_s']:.2f}x",
                     f"{zoo_row['first_step_s']:.2f} / {native['first_step_s']:.2f}",
                     f"{zoo_row['peak_rss_mib']:,.0f} / {native['peak_rss_mib']:,.0f}",
-                    paired,
+                    side,
                 ]
             lines.append(f"| `{model_name}` | {report['backend']} | " + " | ".join(cells) + " |")
         if zoos and natives:

@@ -1241,8 +1241,9 @@ def _torch_forward(model, compiled: bool) -> Callable:
 
 #: numpy dtypes whose arrays torch.from_numpy shares as they are (Keras's own conversion
 #: changes some others, uint32 to int64)
-_TORCH_SHARED = {np.dtype(t) for t in ("float16", "float32", "float64", "int8", "int16")} | {
-    np.dtype(t) for t in ("int32", "int64", "uint8", "bool")
+_TORCH_SHARED = {
+    np.dtype(t)
+    for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 }
 
 
@@ -1308,16 +1309,16 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
         compiled = fast == "on" and not lstm
         cache[key] = _tf_forward(model, conv) if tf_backend else _torch_forward(model, compiled)
     forward = cache[key]
-    if backend == "tensorflow":
-        batches = _batches(x, batch_size)
-        outputs, rows = zip(*((_on_host(forward(b)), r) for b, r in batches), strict=True)
-        return _joined(list(outputs), list(rows))
-    import torch
+    context = contextlib.ExitStack()
+    if backend == "torch":
+        import torch
 
-    # host tensors sliced into batches, as the native loop slices its tensors (_torch_host)
-    x = keras.tree.map_structure(_torch_host, x)
+        # host tensors sliced into batches, as the native loop slices its tensors
+        x = keras.tree.map_structure(_torch_host, x)
+        context.enter_context(_torch_swaps(fused_lstm=lstm, channels_last=conv))
+        context.enter_context(torch.no_grad())
     outputs, rows = [], []
-    with _torch_swaps(fused_lstm=lstm, channels_last=conv), torch.no_grad():
+    with context:
         for batch, r in _batches(x, batch_size):
             outputs.append(_on_host(forward(batch)))
             rows.append(r)
