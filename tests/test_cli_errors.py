@@ -230,3 +230,16 @@ def test_inputs_for_a_registered_name_feed_predict(run, tmp_path, capsys):
     assert np.load(tmp_path / "y").shape == (5, 10)
     capsys.readouterr()
     assert "Unknown model name 'nope'" in _error(capsys, ["inputs", "nope", "-o", str(out)])
+
+
+def test_nonfinite_outputs_are_refused_unless_allowed(run, tmp_path, capsys):
+    x = np.zeros((4, 784), "float32")
+    x[[1, 3]] = 1e38  # finite inputs whose outputs overflow
+    np.save(tmp_path / "x.npy", x)
+    argv = ["predict", str(run), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]
+    err = _error(capsys, argv)
+    assert "hold NaN or inf in 2 of 4 row(s), the first row 1" in err
+    assert "--allow-nonfinite" in err and _files(tmp_path) == ["x.npy"]
+    assert cli.main([*argv, "--allow-nonfinite"]) == 0
+    written = np.load(tmp_path / "y.npy")
+    assert np.isfinite(written[[0, 2]]).all() and not np.isfinite(written[[1, 3]]).all()

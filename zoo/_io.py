@@ -64,3 +64,35 @@ def keras_home() -> Path:
     """Keras's cache folder: ``$KERAS_HOME``, default ``~/.keras`` (datasets/ and
     models/ below it)."""
     return Path(os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))
+
+
+def replace_checked(new: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Moves ``new`` (a file or folder) to ``target``; an existing ``target`` (already
+    checked as replaceable, ``zoo.targets.check_target``) is first moved aside under a
+    fresh temporary name of its own, and removed only once ``new`` is in place (put back
+    if that fails). Nothing else beside ``target`` is touched: the aside name is made
+    new here, never a fixed name that could be a user's file."""
+    import shutil
+    import tempfile
+
+    new, target = Path(new), Path(target)
+    if not (target.exists() or target.is_symlink()):
+        os.replace(new, target)
+        return target
+    make = tempfile.mkdtemp if target.is_dir() else tempfile.mkstemp
+    made = make(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+    if isinstance(made, tuple):  # mkstemp: (fd, path)
+        os.close(made[0])
+        made = made[1]
+    aside = Path(made)
+    os.replace(target, aside)  # a folder onto the new empty folder, a file onto the new file
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+    return target

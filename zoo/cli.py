@@ -36,6 +36,14 @@ def use_backend(backend: str | None) -> str:
     return keras.backend.backend()
 
 
+def _add_overwrite(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace -o if it exists and is {kind} (anything else is refused)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="Keras 3 model zoo.")
     add_backend_argument(parser)
@@ -60,9 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output file (written as given)")
     p.add_argument("--batch-size", type=int, default=3, help="how many samples (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the values")
+    _add_overwrite(p, "a numpy file")
     p = commands.add_parser("plot", help="write a model's diagram (needs graphviz)")
     p.add_argument("name")
     p.add_argument("-o", "--output", required=True, help="image file, e.g. model.png")
+    _add_overwrite(p, "an image file")
     p = commands.add_parser(
         "train",
         help="train a model (default: mnist_mlp on the bundled digits, offline)",
@@ -123,8 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-nonfinite",
         action="store_true",
-        help="predict even when the input holds NaN or inf values",
+        help="predict even when the input holds NaN or inf values, or the outputs do",
     )
+    _add_overwrite(p, "a numpy file")
     p = commands.add_parser(
         "export",
         help="export a finished run's model (SavedModel or ONNX), reloaded and checked",
@@ -136,14 +147,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel")
     p.add_argument("-o", "--output", required=True, help="artifact path (folder or .onnx)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing artifact")
+    _add_overwrite(p, "a zoo export of the same format")
     p = commands.add_parser(
         "preset",
         help="turn a finished run into a preset (zoo.create(name, preset=DIR))",
     )
     p.add_argument("run")
     p.add_argument("-o", "--output", required=True, help="preset folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing preset")
+    _add_overwrite(p, "a zoo preset folder")
     return parser
 
 
@@ -190,7 +201,8 @@ def _run(args) -> int:
     elif args.command == "plot":
         from zoo.plotting import plot
 
-        print(f"wrote {plot(args.name, args.output)}")
+        output = _output_path(args.output, "image", args.overwrite)
+        print(f"wrote {plot(args.name, output)}")
     elif args.command == "train":
         return _train(args)
     elif args.command == "evaluate":
@@ -301,15 +313,19 @@ def _save_arrays(path: str, arrays) -> None:
     atomic_write(path, write)
 
 
-def _output_path(value: str):
+def _output_path(value: str, kind: str, overwrite: bool, sources=()):
+    """The checked ``-o`` file: never a folder, a link, a source or (``zoo.targets``) an
+    existing file of another kind; an existing one only with ``--overwrite``."""
     from pathlib import Path
 
+    from zoo.targets import check_target
+
     output = Path(value)
-    if output.is_dir():
+    if output.is_dir() and not output.is_symlink():
         raise ValueError(f"output {value!r} is a directory; give a file path with -o")
     if not output.parent.is_dir():
         raise ValueError(f"output {value!r}: folder {str(output.parent)!r} does not exist")
-    return output
+    return check_target(output, kind, overwrite=overwrite, sources=sources)
 
 
 def _inputs(args) -> None:
@@ -317,7 +333,10 @@ def _inputs(args) -> None:
 
     import zoo
 
-    output = _output_path(args.output)
+    source = (args.name,) if Path(args.name).is_dir() else ()
+    if not source:
+        zoo.describe(args.name)  # a one-line error for an unknown name, before the output's
+    output = _output_path(args.output, "arrays", args.overwrite, source)
     if Path(args.name).is_dir():
         from zoo.rundir import RunDir
 
@@ -379,6 +398,23 @@ def _check_values(path: str, inputs, allow_nonfinite: bool) -> None:
                 )
 
 
+def _check_outputs(model_path, outputs, n: int) -> None:
+    """Refuses outputs that hold NaN or inf (finite inputs can overflow), naming how many
+    rows; nothing is written."""
+    import numpy as np
+
+    bad = np.zeros(n, bool)
+    for o in outputs:
+        if o.dtype.kind in "fc" and o.size:
+            bad |= ~np.isfinite(o.reshape(n, -1)).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"the outputs of {str(model_path)!r} hold NaN or inf in {int(bad.sum())} of {n} "
+            f"row(s), the first row {int(np.argmax(bad))} (inputs too large for the model?); "
+            "nothing was written; pass --allow-nonfinite to write them anyway"
+        )
+
+
 def _predict(args) -> None:
     from pathlib import Path
 
@@ -388,7 +424,7 @@ def _predict(args) -> None:
     import zoo
     from zoo.rundir import RunDir
 
-    output = _output_path(args.output)
+    output = _output_path(args.output, "arrays", args.overwrite, (args.run, args.input))
     run = RunDir(args.run)
     run.finished_record()
     if not Path(args.input).is_file():
@@ -406,6 +442,8 @@ def _predict(args) -> None:
         ]
     else:
         outputs = [np.asarray(o) for o in keras.tree.flatten(zoo.predict(model, inputs))]
+    if not args.allow_nonfinite:
+        _check_outputs(run.model_path, outputs, n)
 
     _save_arrays(
         output, outputs[0] if len(outputs) == 1 else dict(zip(names, outputs, strict=True))

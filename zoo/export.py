@@ -33,8 +33,11 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
+from zoo._io import replace_checked
 from zoo.inputs import predict_numpy, sample_inputs
+from zoo.targets import check_target, mark_onnx, mark_savedmodel
 from zoo.utils import contains_layer
+from zoo.zoo_model import identity
 
 __all__ = ["FORMATS", "ExportError", "export", "supported"]
 
@@ -143,6 +146,9 @@ def export(
 
     Raises:
         ValueError: an unknown format, or a format this backend can't export.
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        zoo.targets.TargetError: ``path`` is a link, overlaps the run, or (with
+            ``overwrite``) is not a zoo export of this format: nothing else is replaced.
         ExportError: Keras's export failed, or the reloaded artifact's outputs differ
             from the model's by more than ``atol`` (nothing is left at ``path``).
     """
@@ -150,12 +156,8 @@ def export(
     ok, why = supported(fmt, backend)
     if not ok:
         raise ValueError(why)
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"path {str(path)!r} exists; choose another, or overwrite it "
-            "(--overwrite, or overwrite=True)"
-        )
+    sources = () if isinstance(model_or_run, keras.Model) else (model_or_run,)
+    path = check_target(path, fmt, overwrite=overwrite, sources=sources, what="path")
     if isinstance(model_or_run, keras.Model):
         model = model_or_run
     else:
@@ -209,9 +211,12 @@ def export(
                 f"the reloaded {fmt} export differs from the Keras model by {diff:.2e} "
                 f"(allowed: {atol:.0e}); nothing was written to {str(path)!r}"
             )
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(artifact, path)
+        # again: the target may have changed while the export ran
+        check_target(path, fmt, overwrite=overwrite, sources=sources, what="path")
+        stamp = identity(model) or {"name": None}
+        mark = {"format": fmt, "backend": backend, "model": stamp["name"], "keras": model.name}
+        (mark_onnx if fmt == "onnx" else mark_savedmodel)(artifact, mark)
+        replace_checked(artifact, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {

@@ -28,7 +28,7 @@ from typing import Any
 
 import keras
 
-from zoo._io import fsync_file, sha256_file
+from zoo._io import fsync_file, replace_checked, sha256_file
 from zoo.factory import (
     PRESET_FORMAT,
     PRESET_FORMAT_VERSION,
@@ -38,6 +38,7 @@ from zoo.factory import (
     read_preset_metadata,
 )
 from zoo.registry import get_spec
+from zoo.targets import check_target
 from zoo.zoo_model import VERSION, identity
 
 __all__ = [
@@ -60,6 +61,7 @@ def save_preset(
     metadata: dict[str, Any] | None = None,
     *,
     overwrite: bool = False,
+    sources: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
     """Writes ``model`` as a preset in ``directory`` and returns its path.
 
@@ -69,7 +71,9 @@ def save_preset(
         directory: the preset folder; it must not exist unless ``overwrite``.
         metadata: JSON-serializable extras kept in metadata.json (e.g. ``dataset``,
             ``metrics``).
-        overwrite: replace an existing preset in ``directory``.
+        overwrite: replace an existing preset in ``directory`` (only a zoo preset folder
+            is replaced: anything else there is refused, ``zoo.targets``).
+        sources: paths the preset is made from (a run), which it must not replace.
 
     Example:
         >>> import zoo
@@ -83,12 +87,9 @@ def save_preset(
             "with zoo.load_model or zoo.load_preset)"
         )
     get_spec(stamp["name"])  # a clear error for a name this zoo does not know
-    directory = Path(directory)
-    if directory.exists() and not overwrite:
-        raise FileExistsError(
-            f"preset folder {str(directory)!r} exists; choose another, or overwrite it "
-            "(--overwrite, or overwrite=True)"
-        )
+    directory = check_target(
+        directory, "preset", overwrite=overwrite, sources=sources, what="preset folder"
+    )
     extras = dict(metadata or {})
     reserved = sorted(set(extras) & _RESERVED)
     if reserved:
@@ -118,14 +119,11 @@ def save_preset(
         (tmp / "metadata.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         for name in ("config.json", "model.weights.h5", "metadata.json"):
             fsync_file(tmp / name)
-        if directory.exists():  # overwrite: swap, so that a preset is always there whole
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        # again: the target may have changed while the preset was written
+        check_target(
+            directory, "preset", overwrite=overwrite, sources=sources, what="preset folder"
+        )
+        replace_checked(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
@@ -139,6 +137,10 @@ def preset_from_run(
     from zoo.rundir import RunDir
 
     run = RunDir(run)
+    run.finished_record()  # a one-line error for a folder that is not a finished run
+    check_target(
+        directory, "preset", overwrite=overwrite, sources=(run.path,), what="preset folder"
+    )
     config, metrics, model = run.finished_model()
     metadata = {
         "dataset": config["dataset"],
@@ -146,4 +148,4 @@ def preset_from_run(
         "training": {k: config[k] for k in ("epochs", "batch_size", "seed", "backend")},
         "metrics": {k: v for k, v in metrics.items() if k.startswith("test_")},
     }
-    return save_preset(model, directory, metadata, overwrite=overwrite)
+    return save_preset(model, directory, metadata, overwrite=overwrite, sources=(run.path,))
