@@ -187,12 +187,12 @@ if rank is None and os.environ.get("TF_CONFIG"):
     rank = str(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
 if rank is not None and os.environ.get("ZOO_SPY_DIR"):
     sys.path.insert(0, os.getcwd())  # the zoo that `python -m zoo` will run (-m adds it later)
-    from zoo import performance
+    from zoo.performance import feed
     log = open(os.path.join(os.environ["ZOO_SPY_DIR"], f"rank{rank}.jsonl"), "a")
     def say(**record):
         log.write(json.dumps(record) + "\\n")
         log.flush()
-    set_epoch, indices = performance._Batches.set_epoch, performance._Batches.indices
+    set_epoch, indices = feed._Batches.set_epoch, feed._Batches.indices
     def spy_set_epoch(self, epoch):
         self.spy_epoch = epoch
         set_epoch(self, epoch)
@@ -204,8 +204,8 @@ if rank is not None and os.environ.get("ZOO_SPY_DIR"):
         if os.environ.get("ZOO_SPY_KILL") == f"{rank}@{self.spy_epoch}@{i}":
             os.kill(os.getpid(), signal.SIGKILL)
         return mine
-    performance._Batches.set_epoch = spy_set_epoch
-    performance._Batches.indices = spy_indices
+    feed._Batches.set_epoch = spy_set_epoch
+    feed._Batches.indices = spy_indices
     replace, open_, mkdir = os.replace, os.open, os.mkdir
     def spy_replace(src, dst, *a, **k):
         say(kind="write", path=os.path.abspath(dst))

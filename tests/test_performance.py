@@ -18,6 +18,11 @@ import pytest
 
 import zoo
 from zoo import performance
+from zoo.performance import fit as perf_fit
+from zoo.performance import settings as perf_settings
+from zoo.performance.torch import keras_patches
+from zoo.performance.torch import step as torch_step
+from zoo.performance.torch import window as torch_window
 from zoo.training import fit, recipe_for, train
 
 BACKEND = keras.backend.backend()
@@ -41,9 +46,9 @@ def _mnist_like(n=300):
 
 def test_fast_settings_give_the_plain_paths_loss_curve(monkeypatch):
     steps = []  # the compiled torch step, to check which kind ran
-    make_step = performance._compiled_torch_step
+    make_step = torch_step._compiled_torch_step
     monkeypatch.setattr(
-        performance, "_compiled_torch_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
+        perf_fit, "_compiled_torch_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
     )
     x, y = _mnist_like()  # 300 samples: 4 full batches and a partial one per epoch
     plain, off, plain_model = _history("mnist_mlp", x, y, "off")
@@ -123,7 +128,7 @@ def test_settings_per_backend():
 def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windows(monkeypatch):
     """A model with convolutions (a plain-graph window on TensorFlow), windows that do not
     divide the epoch (9 steps in windows of 4) and a partial last batch (130 = 8 x 16 + 2)."""
-    monkeypatch.setattr(performance, "CONV_STEPS_PER_EXECUTION", 4)
+    monkeypatch.setattr(perf_settings, "CONV_STEPS_PER_EXECUTION", 4)
     graphs = _quick_compile(monkeypatch) if BACKEND == "torch" else []
     x = np.random.default_rng(0).random((130, 28, 28, 1), dtype=np.float32)
 
@@ -180,7 +185,7 @@ def test_validation_inside_the_window_path_matches_the_plain_path():
 
 
 def test_the_progress_bar_never_counts_past_the_epoch(monkeypatch, capsys):
-    monkeypatch.setattr(performance, "STEPS_PER_EXECUTION", 4)  # 5 steps: windows of 4 and 1
+    monkeypatch.setattr(perf_settings, "STEPS_PER_EXECUTION", 4)  # 5 steps: windows of 4 and 1
     x, y = _mnist_like(300)
     model = zoo.create("mnist_mlp")
     recipe_for("mnist_mlp").compile(model)
@@ -354,7 +359,7 @@ if BACKEND == "torch":
             model = built(seed)
             want_losses, want_weights = _train_by_steps(model, eager(model), orders, freeze)
             model, count = built(seed), len(graphs)
-            step = performance._compiled_torch_step(model, (x, y), 8)
+            step = torch_step._compiled_torch_step(model, (x, y), 8)
             # the first model's steps set trace_autograd_ops themselves; the second's run
             # inside `step.tracing()`, as the torch window runs them
             with step.tracing() if freeze is None else contextlib.nullcontext():
@@ -378,7 +383,7 @@ if BACKEND == "torch":
             return model
 
         want = float(own_step_model().train_step((x[8:16], y[8:16]))["loss"])
-        step = performance._compiled_torch_step(own_step_model(), (x, y), 8)
+        step = torch_step._compiled_torch_step(own_step_model(), (x, y), 8)
         with torch._dynamo.config.patch(trace_autograd_ops=True):  # as a window sets it
             got = float(step(torch.arange(8, 16))["loss"])
         assert step.state["kind"] == "keras"  # compiled with it off, not fallen to eager
@@ -403,7 +408,7 @@ if BACKEND == "torch":
             warnings.simplefilter("ignore")
             want = float(unused_model().train_step((x[8:16], y[8:16]))["loss"])
             model = unused_model()
-            step = performance._compiled_torch_step(model, (x, y), 8)
+            step = torch_step._compiled_torch_step(model, (x, y), 8)
             got = float(step(torch.arange(8, 16))["loss"])
         assert step.state["kind"] == "keras", step.state  # Keras's warning is not traced
         np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -585,11 +590,11 @@ if BACKEND == "torch":
         from keras.src import backend as keras_backend
 
         seen = []
-        rnn = performance._traceable_rnn(lambda *args, **kwargs: seen.append(kwargs["unroll"]))
+        rnn = keras_patches._traceable_rnn(lambda *args, **kwargs: seen.append(kwargs["unroll"]))
         zoo.create("mixed_api_rnn")
         keras_rnn = keras_backend.rnn.__wrapped__  # replaced
-        assert performance._same_parameters(keras_rnn, keras_backend.rnn)
-        assert not performance._same_parameters(lambda inputs, mask=None: None, rnn)
+        assert keras_patches._same_parameters(keras_rnn, keras_backend.rnn)
+        assert not keras_patches._same_parameters(lambda inputs, mask=None: None, rnn)
         limit = performance.TORCH_UNROLL_MAX_STEPS
         short, long_ = torch.zeros(2, limit, 3), torch.zeros(2, limit + 1, 3)
         mask = torch.ones(2, limit, dtype=torch.bool)
@@ -648,7 +653,7 @@ if BACKEND == "torch":
         rng = np.random.default_rng(0)
         x = torch.tensor(rng.random((8, 4), dtype=np.float32))
         y = {"score": rng.random((8, 1), dtype=np.float32), "flag": np.ones((8, 1), "float32")}
-        targets = performance._targets_like_outputs(model, y)
+        targets = torch_window._targets_like_outputs(model, y)
         assert isinstance(targets, list)
         assert all(t is y[n] for t, n in zip(targets, ("flag", "score"), strict=True))
         targets = [torch.tensor(t) for t in targets]

@@ -1,0 +1,52 @@
+"""The zoo's one speed path: per-backend train functions and ``predict``.
+
+None of it changes what is computed: every setting runs the same batches, in the same
+``(seed, epoch)`` order, through Keras's own ``train_step``; ``fast="off"`` is Keras's
+plain ``fit``. ``tests/test_performance.py`` checks each path against the plain one.
+
+- ``settings``: ``Settings`` and ``settings_for``, what each backend does;
+- ``feed``: the batches, the windows of steps and the progress bar;
+- ``fit``: ``prepare``, which readies a model to ``fit`` on its backend;
+- ``predict``: ``zoo.predict``;
+- ``tensorflow``, ``jax``, ``torch``: each backend's train functions;
+  ``torch.keras_patches`` is the one module that touches Keras's and torch's internals.
+
+What each setting gains, measured, is in ``docs/benchmarks.md``.
+"""
+
+from zoo.performance.feed import ProgressBar
+from zoo.performance.fit import fit_function, prepare
+from zoo.performance.predict import predict
+from zoo.performance.settings import (
+    CONV_STEPS_PER_EXECUTION,
+    MODES,
+    STEPS_PER_EXECUTION,
+    TORCH_COMPILE_MIN_STEPS,
+    XLA_MIN_STEPS,
+    Settings,
+    settings_for,
+)
+from zoo.performance.torch.keras_patches import (
+    TORCH_UNROLL_MAX_STEPS,
+    channels_last_torch_inputs,
+    dynamo_traces_keras,
+    fused_torch_lstm,
+)
+
+__all__ = [
+    "CONV_STEPS_PER_EXECUTION",
+    "MODES",
+    "STEPS_PER_EXECUTION",
+    "TORCH_COMPILE_MIN_STEPS",
+    "TORCH_UNROLL_MAX_STEPS",
+    "XLA_MIN_STEPS",
+    "ProgressBar",
+    "Settings",
+    "channels_last_torch_inputs",
+    "dynamo_traces_keras",
+    "fit_function",
+    "fused_torch_lstm",
+    "predict",
+    "prepare",
+    "settings_for",
+]
