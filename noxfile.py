@@ -8,7 +8,8 @@ Usage::
     nox -s docs                                  # regenerate docs/models (needs graphviz)
     nox -s bench                                 # zoo vs guide code vs native, per backend
     nox -s gpu                                   # the suite on an accelerator (JAX, PyTorch)
-    nox -s nightly_distribute                    # distribution tests, torch + keras-nightly
+    nox -s keras_latest                          # the suite (torch) with the newest Keras
+    nox -s keras_nightly                         # the suite (torch) with keras-nightly
 """
 
 import os
@@ -170,23 +171,41 @@ def gpu(session, backend):
     session.run("pytest", "--durations=20", *session.posargs)
 
 
-#: The keras-nightly that nightly_distribute tests against (it changes daily).
+#: The keras-nightly that keras_nightly tests against (it changes daily).
 KERAS_NIGHTLY = "keras-nightly==3.16.0.dev2026102704"
 
 
-@nox.session(venv_backend="virtualenv")  # it swaps keras for keras-nightly with the venv's pip
-def nightly_distribute(session):
-    """The distribution tests on torch with keras-nightly, whose ``fit`` has Keras's own
-    DataParallel on torch: ``zoo.distribute`` detects it and uses it instead of the zoo's
-    DDP step. Not in the default matrix (the nightly moves every day)."""
-    _install(session, "torch==2.13.0", ".[torch,test]")
-    # keras and keras-nightly both install the `keras` package: remove one, then add the other
-    session.run("python", "-m", "pip", "uninstall", "--yes", "keras")
-    _install(session, "--no-deps", "--force-reinstall", KERAS_NIGHTLY)
+def _other_keras(session, keras_requirement):
+    """The torch test venv with ``keras_requirement`` in place of the Keras that
+    pyproject.toml allows (keras and keras-nightly both install the ``keras`` package:
+    one is removed, then the other added)."""
+    _install(session, "torch==2.13.0", ".[torch,test,export-torch]")
+    session.run("python", "-m", "pip", "uninstall", "--yes", "keras", "keras-nightly")
+    _install(session, "--no-deps", "--force-reinstall", keras_requirement)
     session.env["PYTHONDONTWRITEBYTECODE"] = None
     session.env["KERAS_BACKEND"] = "torch"
+    session.env["OMP_NUM_THREADS"] = "1"
     session.run("python", "-c", CHECK_BACKEND, "torch")
-    session.run("python", "-m", "pytest", "tests/test_distribute.py", *session.posargs)
+    args = session.posargs or ["-n", "auto", "--dist", "loadgroup"]
+    session.run("python", "-m", "pytest", *args)
+
+
+@nox.session(venv_backend="virtualenv")  # it swaps Keras with the venv's pip
+def keras_latest(session):
+    """The suite under torch with the newest Keras release on PyPI, whatever
+    pyproject.toml's bound (the tested minor). Not in the default matrix."""
+    _other_keras(session, "keras")
+
+
+@nox.session(venv_backend="virtualenv")
+def keras_nightly(session):
+    """The suite under torch with keras-nightly, whose ``fit`` has Keras's own
+    DataParallel on torch: ``zoo.distribute`` detects it and uses it instead of the
+    zoo's DDP step, and the patches of ``zoo.performance.keras_patches`` whose targets
+    moved are skipped (docs/performance.md). Not in the default matrix (the nightly
+    moves every day). ``nox -s keras_nightly -- tests/test_distribute.py`` runs the
+    distribution tests alone."""
+    _other_keras(session, KERAS_NIGHTLY)
 
 
 @nox.session

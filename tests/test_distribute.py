@@ -192,7 +192,7 @@ if rank is not None and os.environ.get("ZOO_SPY_DIR"):
     def say(**record):
         log.write(json.dumps(record) + "\\n")
         log.flush()
-    set_epoch, indices = feed._Batches.set_epoch, feed._Batches.indices
+    set_epoch, indices = feed.Batches.set_epoch, feed.Batches.indices
     def spy_set_epoch(self, epoch):
         self.spy_epoch = epoch
         set_epoch(self, epoch)
@@ -204,8 +204,8 @@ if rank is not None and os.environ.get("ZOO_SPY_DIR"):
         if os.environ.get("ZOO_SPY_KILL") == f"{rank}@{self.spy_epoch}@{i}":
             os.kill(os.getpid(), signal.SIGKILL)
         return mine
-    feed._Batches.set_epoch = spy_set_epoch
-    feed._Batches.indices = spy_indices
+    feed.Batches.set_epoch = spy_set_epoch
+    feed.Batches.indices = spy_indices
     replace, open_, mkdir = os.replace, os.open, os.mkdir
     def spy_replace(src, dst, *a, **k):
         say(kind="write", path=os.path.abspath(dst))

@@ -87,3 +87,86 @@ def test_public_names_are_listed_once_and_all_load():
     from zoo.zoo_model import VERSION
 
     assert zoo.__version__ == VERSION
+
+
+#: The one module that may touch Keras's and torch's internals (``keras.src``,
+#: ``torch._dynamo``, underscore names of Keras, torch, TensorFlow or JAX objects).
+DOOR = PACKAGE / "performance" / "keras_patches.py"
+_FRAMEWORKS = ("keras", "torch", "tensorflow", "tf", "jax", "jnp")
+#: Names whose underscore attributes are Keras's or torch's private state (a model, its
+#: optimizer) in the zoo's code.
+_FRAMEWORK_OBJECTS = {*_FRAMEWORKS, "model", "optimizer"}
+
+
+def _private_module(name: str) -> bool:
+    parts = name.split(".")
+    return parts[0] in _FRAMEWORKS and (
+        name.startswith(("keras.src", "tensorflow.python"))
+        or any(p.startswith("_") and not p.startswith("__") for p in parts[1:])
+    )
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _internals_used(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if _private_module(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if _private_module(node.module):
+                found.append(node.module)
+            elif node.module.split(".")[0] in _FRAMEWORKS:
+                found += [
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+        elif isinstance(node, ast.Attribute):
+            private = node.attr.startswith("_") and not node.attr.startswith("__")
+            if private and _root(node.value) in _FRAMEWORK_OBJECTS:
+                found.append(f"{ast.unparse(node)} (line {node.lineno})")
+    return found
+
+
+def test_only_the_door_touches_keras_and_torch_internals():
+    assert _internals_used(DOOR), "the door itself is found by the same check"
+    used = {
+        str(p.relative_to(PACKAGE)): _internals_used(p)
+        for p in PACKAGE.rglob("*.py")
+        if p != DOOR and p.name != "testing.py"  # the harness checks Keras's own behaviour
+    }
+    assert {k: v for k, v in used.items() if v} == {}
+
+
+def test_models_layers_and_zoo_model_never_import_the_speed_path_or_distribution():
+    graph = _graph()
+
+    def reached(module, seen):
+        for dependency in graph.get(module, ()):
+            if dependency not in seen:
+                seen.add(dependency)
+                reached(dependency, seen)
+        return seen
+
+    low = [m for m in graph if m.startswith(("zoo.models", "zoo.layers")) or m == "zoo.zoo_model"]
+    assert "zoo.zoo_model" in low and len(low) > 5
+    for module in low:
+        above = {
+            m
+            for m in reached(module, set())
+            if m.startswith(("zoo.performance", "zoo.distribute", "zoo.launch"))
+        }
+        assert not above, (module, above)
+
+
+def test_no_module_of_the_speed_path_is_over_400_lines():
+    sizes = {
+        str(p.relative_to(PACKAGE)): len(p.read_text().splitlines())
+        for p in (PACKAGE / "performance").rglob("*.py")
+    }
+    assert len(sizes) >= 8 and max(sizes.values()) <= 400, sizes

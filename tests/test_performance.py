@@ -18,9 +18,8 @@ import pytest
 
 import zoo
 from zoo import performance
-from zoo.performance import fit as perf_fit
+from zoo.performance import keras_patches
 from zoo.performance import settings as perf_settings
-from zoo.performance.torch import keras_patches
 from zoo.performance.torch import step as torch_step
 from zoo.performance.torch import window as torch_window
 from zoo.training import fit, recipe_for, train
@@ -46,9 +45,9 @@ def _mnist_like(n=300):
 
 def test_fast_settings_give_the_plain_paths_loss_curve(monkeypatch):
     steps = []  # the compiled torch step, to check which kind ran
-    make_step = torch_step._compiled_torch_step
+    make_step = torch_window.compiled_train_step
     monkeypatch.setattr(
-        perf_fit, "_compiled_torch_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
+        torch_window, "compiled_train_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
     )
     x, y = _mnist_like()  # 300 samples: 4 full batches and a partial one per epoch
     plain, off, plain_model = _history("mnist_mlp", x, y, "off")
@@ -56,7 +55,7 @@ def test_fast_settings_give_the_plain_paths_loss_curve(monkeypatch):
     assert off.steps_per_execution == 1 and off.pipeline == "pydataset"
     assert on != off  # something really changed on every backend
     if BACKEND == "torch":  # the whole step as one graph, not a fallback
-        assert [s.state["kind"] for s in steps] == ["one-graph"], [s.state for s in steps]
+        assert [s.kind for s in steps] == ["one-graph"], [s.kind for s in steps]
     for key in ("loss", "accuracy"):
         np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-6)
     for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
@@ -330,7 +329,7 @@ if BACKEND == "torch":
         return losses, [w.copy() for w in model.get_weights()]
 
     def test_the_compiled_torch_step_is_one_graph_and_computes_kerass_step(monkeypatch):
-        """``_compiled_torch_step``'s one-graph step (the gather, forward, backward, Adam
+        """``compiled_train_step``'s one-graph step (the gather, forward, backward, Adam
         update and metrics in one dynamo graph, with only its inputs' guards) gives Keras's
         eager ``train_step`` results, step by step, with a partial batch (eager) and a
         layer frozen half-way (compiled again); a second model of the same architecture
@@ -359,12 +358,13 @@ if BACKEND == "torch":
             model = built(seed)
             want_losses, want_weights = _train_by_steps(model, eager(model), orders, freeze)
             model, count = built(seed), len(graphs)
-            step = torch_step._compiled_torch_step(model, (x, y), 8)
+            step = torch_step.compiled_train_step(model, (x, y), 8)
             # the first model's steps set trace_autograd_ops themselves; the second's run
-            # inside `step.tracing()`, as the torch window runs them
-            with step.tracing() if freeze is None else contextlib.nullcontext():
+            # inside it, as the torch window runs them
+            traced = keras_patches.autograd_traced(True)
+            with traced if freeze is None else contextlib.nullcontext():
                 got_losses, got_weights = _train_by_steps(model, step, orders, freeze)
-            assert step.state["kind"] == "one-graph", step.state
+            assert step.kind == "one-graph", step.kind
             assert global_state.get_global_attribute("current_call_ctx") is None
             assert len(graphs) - count == (1 if freeze is None else 2)  # and after a freeze
             np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5)
@@ -383,10 +383,10 @@ if BACKEND == "torch":
             return model
 
         want = float(own_step_model().train_step((x[8:16], y[8:16]))["loss"])
-        step = torch_step._compiled_torch_step(own_step_model(), (x, y), 8)
+        step = torch_step.compiled_train_step(own_step_model(), (x, y), 8)
         with torch._dynamo.config.patch(trace_autograd_ops=True):  # as a window sets it
             got = float(step(torch.arange(8, 16))["loss"])
-        assert step.state["kind"] == "keras"  # compiled with it off, not fallen to eager
+        assert step.kind == "keras"  # compiled with it off, not fallen to eager
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
         class Unused(keras.layers.Layer):  # a weight the loss never reaches
@@ -408,9 +408,9 @@ if BACKEND == "torch":
             warnings.simplefilter("ignore")
             want = float(unused_model().train_step((x[8:16], y[8:16]))["loss"])
             model = unused_model()
-            step = torch_step._compiled_torch_step(model, (x, y), 8)
+            step = torch_step.compiled_train_step(model, (x, y), 8)
             got = float(step(torch.arange(8, 16))["loss"])
-        assert step.state["kind"] == "keras", step.state  # Keras's warning is not traced
+        assert step.kind == "keras", step.kind  # Keras's warning is not traced
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
     def test_torchs_fused_lstm_gives_kerass_lstm_curve(monkeypatch):
@@ -496,22 +496,29 @@ if BACKEND == "torch":
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
     def test_torch_compile_keeps_kerass_max_and_min_in_one_graph():
-        """``dynamo_traces_keras``: Keras's torch ``max`` and ``min`` (private
+        """``performance.traceable()``: Keras's torch ``max`` and ``min`` (private
         functions: this fails if they move) stay inside one dynamo graph, with eager
-        Keras's outputs and gradients, once a zoo model exists."""
+        Keras's outputs and gradients, inside the block and not after it."""
         import torch
 
         class MinOverChannels(keras.layers.Layer):
             def call(self, x):
                 return keras.ops.min(x, axis=-1)
 
-        zoo.create("conv_encoder")  # a ZooModel registers the functions with dynamo
+        from keras.src.backend.torch import numpy as torch_numpy
+        from torch._dynamo import trace_rules
+
         inputs = keras.Input((5, 5, 3))
         pooled = keras.layers.GlobalMaxPooling2D()(inputs)
         model = keras.Model(inputs, [pooled, MinOverChannels()(inputs)])
         x = torch.tensor(np.random.default_rng(0).random((2, 5, 5, 3), dtype=np.float32))
-        explained = torch._dynamo.explain(model)(x)
+        with performance.traceable():
+            explained = torch._dynamo.explain(model)(x)
         assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained
+        # undone after the block: dynamo no longer keeps Keras's max whole
+        assert id(torch_numpy.max) not in trace_rules._allowed_callable_ids
+        torch._dynamo.reset()
+        assert torch._dynamo.explain(model)(x).graph_break_count > 0
 
         def outputs_and_gradient(fn):
             x_ = x.clone().requires_grad_(True)
@@ -520,9 +527,10 @@ if BACKEND == "torch":
             return [o.detach().numpy() for o in outputs] + [grad.numpy()]
 
         compiled = torch.compile(model, backend="aot_eager")  # AOTAutograd, no inductor
-        for c, e in zip(outputs_and_gradient(compiled), outputs_and_gradient(model), strict=True):
+        with performance.traceable():
+            got = outputs_and_gradient(compiled)
+        for c, e in zip(got, outputs_and_gradient(model), strict=True):
             np.testing.assert_array_equal(c, e)
-        assert performance.dynamo_traces_keras()  # once per process, cached
 
     class _PairCell(keras.layers.Layer):
         """A custom RNN cell with a nested state (a pair), as in the guide."""
@@ -548,14 +556,13 @@ if BACKEND == "torch":
         return [o.detach().numpy() for o in outputs] + [g.numpy() for g in grads]
 
     def test_torch_compile_keeps_kerass_rnn_loop_in_one_graph():
-        """``dynamo_traces_keras``: while dynamo traces, Keras's generic torch RNN loop
+        """``performance.traceable()``: while dynamo traces, Keras's generic torch RNN loop
         (SimpleRNN, GRU, a custom cell with a nested state, masked ones) runs unrolled and
         Keras's tree functions trace (private functions: this fails if Keras stops calling
         them), in one graph, with eager Keras's outputs and gradients."""
         import torch
         from torch._dynamo.backends.registry import lookup_backend
 
-        zoo.create("mixed_api_rnn")  # a ZooModel registers them
         keras.utils.set_random_seed(0)
         inputs = keras.Input((3, 3))
         masked = keras.layers.Masking(0.0)(inputs)
@@ -576,48 +583,73 @@ if BACKEND == "torch":
             graphs.append(graph)
             return lookup_backend("aot_eager")(graph, example_inputs)
 
-        got = _rnn_outputs_and_gradients(torch.compile(model, backend=counted), model, x)
+        with performance.traceable():
+            got = _rnn_outputs_and_gradients(torch.compile(model, backend=counted), model, x)
         assert len(graphs) == 1, len(graphs)  # Keras's own loop: 25 graphs (3 steps)
         for g, e in zip(got, _rnn_outputs_and_gradients(model, model, x), strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
     def test_kerass_rnn_loop_is_unrolled_only_while_tracing_short_sequences(monkeypatch):
-        """``_traceable_rnn`` passes Keras's ``rnn`` its own arguments, ``unroll=True``
-        only under dynamo, for at most ``TORCH_UNROLL_MAX_STEPS`` time steps, and not for
-        ``go_backwards`` with a mask (Keras's unrolled loop fails there). It replaces
-        Keras's only where its parameters are Keras's: this fails if Keras's change."""
+        """Inside ``performance.traceable()`` Keras's ``rnn`` (a private name: this fails if
+        Keras stops calling it there) gets its own arguments, ``unroll=True`` only under
+        dynamo, for at most ``TORCH_UNROLL_MAX_STEPS`` time steps, and not for
+        ``go_backwards`` with a mask (Keras's unrolled loop fails there). It is replaced
+        only where its parameters are Keras 3.15's, and put back after the block."""
         import torch
         from keras.src import backend as keras_backend
 
         seen = []
-        rnn = keras_patches._traceable_rnn(lambda *args, **kwargs: seen.append(kwargs["unroll"]))
-        zoo.create("mixed_api_rnn")
-        keras_rnn = keras_backend.rnn.__wrapped__  # replaced
-        assert keras_patches._same_parameters(keras_rnn, keras_backend.rnn)
-        assert not keras_patches._same_parameters(lambda inputs, mask=None: None, rnn)
+
+        def rnn(  # Keras 3.15's parameters, recording what it is asked
+            step_function,
+            inputs,
+            initial_states,
+            go_backwards=False,
+            mask=None,
+            constants=None,
+            unroll=False,
+            input_length=None,
+            time_major=False,
+            zero_output_for_mask=False,
+            return_all_outputs=True,
+        ):
+            seen.append(unroll)
+
+        monkeypatch.setattr(keras_backend, "rnn", rnn)
         limit = performance.TORCH_UNROLL_MAX_STEPS
         short, long_ = torch.zeros(2, limit, 3), torch.zeros(2, limit + 1, 3)
         mask = torch.ones(2, limit, dtype=torch.bool)
-        rnn(None, short, [])
-        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-        rnn(None, short, [])
-        rnn(None, long_, [])
-        rnn(None, long_.transpose(0, 1), [], time_major=True)
-        rnn(None, short, [], go_backwards=True)
-        rnn(None, short, [], go_backwards=True, mask=mask)
-        rnn(None, short, [], mask=mask)
-        rnn(None, long_, [], unroll=True)
+        with performance.traceable():
+            assert keras_backend.rnn is not rnn
+            keras_backend.rnn(None, short, [])
+            with monkeypatch.context() as tracing:
+                tracing.setattr(torch.compiler, "is_compiling", lambda: True)
+                keras_backend.rnn(None, short, [])
+                keras_backend.rnn(None, long_, [])
+                keras_backend.rnn(None, long_.transpose(0, 1), [], time_major=True)
+                keras_backend.rnn(None, short, [], go_backwards=True)
+                keras_backend.rnn(None, short, [], go_backwards=True, mask=mask)
+                keras_backend.rnn(None, short, [], mask=mask)
+                keras_backend.rnn(None, long_, [], unroll=True)
+        assert keras_backend.rnn is rnn  # put back
         assert seen == [False, True, False, False, True, False, True, True]
 
+        def other(inputs, mask=None):  # not Keras 3.15's parameters: left alone
+            return None
+
+        monkeypatch.setattr(keras_backend, "rnn", other)
+        with performance.traceable():
+            assert keras_backend.rnn is other
+
     def test_kerass_tree_functions_order_the_same_while_dynamo_traces():
-        """``_traceable_ordered_dict`` orders nested structures (tuples in tuples, which
-        Keras's own cannot trace; dicts under tuples and lists, an OrderedDict, a
-        namedtuple, a defaultdict) as Keras's own does eagerly, inside one graph."""
+        """Inside ``performance.traceable()`` Keras's tree functions order nested
+        structures (tuples in tuples, which Keras's own cannot trace; dicts under tuples
+        and lists, an OrderedDict, a namedtuple, a defaultdict) as Keras's own does
+        eagerly, inside one graph."""
         import collections
 
         import torch
 
-        zoo.create("mixed_api_rnn")
         pair = collections.namedtuple("Pair", ["first", "second"])
         t = torch.zeros(())
         structure = (
@@ -632,12 +664,13 @@ if BACKEND == "torch":
 
         eager = [float(v) / 2 for v in flat(structure)]
         assert eager == [2, 3, 4, 5, 1, 6, 7, 8, 9, 12, 13, 14, 11, 10]  # Keras's order
-        traced = torch.compile(flat, backend="eager", fullgraph=True)(structure)
+        with performance.traceable():
+            traced = torch.compile(flat, backend="eager", fullgraph=True)(structure)
         assert [float(v) / 2 for v in traced] == eager
 
     def test_a_compiled_train_step_breaks_only_at_backward():
         """Keras's torch ``binary_crossentropy`` (its ``mps.is_available()`` folded by
-        ``dynamo_traces_keras``: a private dynamo list, this fails if it moves) and targets
+        ``performance.traceable()``: a private dynamo list, this fails if it moves) and targets
         given as a dict for a model with a list of outputs (made a list by the torch feed)
         trace into the graph; the one break left is Keras's ``loss.backward()``."""
         import torch
@@ -653,12 +686,13 @@ if BACKEND == "torch":
         rng = np.random.default_rng(0)
         x = torch.tensor(rng.random((8, 4), dtype=np.float32))
         y = {"score": rng.random((8, 1), dtype=np.float32), "flag": np.ones((8, 1), "float32")}
-        targets = torch_window._targets_like_outputs(model, y)
+        targets = torch_window.targets_like_outputs(model, y)
         assert isinstance(targets, list)
         assert all(t is y[n] for t, n in zip(targets, ("flag", "score"), strict=True))
         targets = [torch.tensor(t) for t in targets]
         model.train_on_batch(x, targets)  # builds the optimizer and metrics eagerly
-        explained = torch._dynamo.explain(model.train_step)((x, targets))
+        with performance.traceable():
+            explained = torch._dynamo.explain(model.train_step)((x, targets))
         reasons = [r.reason for r in explained.break_reasons]
         assert explained.graph_break_count == 1 and "backward" in reasons[0], reasons
 

@@ -16,15 +16,17 @@ with the same global batch. The zoo sets up each backend's own engine around the
   over the logical CPU devices (``tf.config.set_logical_device_configuration``).
   Several processes: ``tf.distribute.MultiWorkerMirroredStrategy`` over the workers of
   ``TF_CONFIG``, one device each; each process feeds its own share of every batch, and
-  the zoo's loop (``zoo.performance._multi_worker_fit``) runs the epochs, since Keras
+  the zoo's loop (``zoo.performance.tensorflow.multi_worker_fit``) runs the epochs, since Keras
   3.15's ``fit`` fails under that strategy.
 - PyTorch: ``torch.nn.parallel.DistributedDataParallel``, one process per device (gloo
   on CPUs, NCCL on GPUs), started by ``torchrun`` or ``zoo train --processes N``, which
   set ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE``. Keras 3.15's ``fit``
   has no DDP on torch, so the zoo's torch train loop (``zoo.performance``) steps through
-  ``ddp_train_step`` below and sums the metrics over the processes at each epoch's end.
+  ``zoo.performance.torch.step.ddp_train_step`` and sums the metrics over the processes at
+  each epoch's end (``SumMetricsOverProcesses`` below).
   A Keras that has ``keras.distribution`` on torch (keras-nightly 3.16) is used instead:
-  ``DataParallel`` and Keras's own ``fit`` (``nox -s nightly_distribute`` tests it).
+  ``DataParallel`` and Keras's own ``fit`` (``nox -s keras_nightly --
+  tests/test_distribute.py`` tests it).
 
 With several processes, only the chief (process 0) writes the run directory; every
 process reads the same checkpoint on resume (``zoo.training``). ``zoo.launch`` starts N
@@ -49,7 +51,7 @@ __all__ = [
     "LAYOUTS",
     "MODES",
     "DistPlan",
-    "ddp_train_step",
+    "active_plan",
     "keras_distributes_torch",
     "model_parallel",
     "plan",
@@ -57,6 +59,11 @@ __all__ = [
 ]
 
 MODES = ("data",)
+#: ``DistPlan.strategy`` of each engine (what ``zoo.performance.settings_for`` reads).
+KERAS_DATA_PARALLEL = "keras.distribution.DataParallel"
+TF_MIRRORED = "tf.distribute.MirroredStrategy"
+TF_MULTI_WORKER = "tf.distribute.MultiWorkerMirroredStrategy"
+TORCH_DDP = "torch.nn.parallel.DistributedDataParallel"
 _ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
 
 
@@ -157,7 +164,7 @@ def _jax_data_parallel(batch_size) -> DistPlan:
         multihost_utils.sync_global_devices(name)
 
     return DistPlan(
-        strategy="keras.distribution.DataParallel",
+        strategy=KERAS_DATA_PARALLEL,
         devices=len(devices),
         processes=jax.process_count(),
         process_index=jax.process_index(),
@@ -169,8 +176,8 @@ def _jax_data_parallel(batch_size) -> DistPlan:
 
 def _tf_multi_worker(batch_size, workers, index) -> DistPlan:
     """``tf.distribute.MultiWorkerMirroredStrategy`` over the workers of ``TF_CONFIG``
-    (one replica each), trained by the zoo's window and epoch loop (``zoo.performance``):
-    Keras 3.15's own ``fit`` fails under it (see ``performance._multi_worker_fit``)."""
+    (one replica each), trained by the zoo's window and epoch loop: Keras 3.15's own
+    ``fit`` fails under it (see ``zoo.performance.tensorflow.multi_worker_fit``)."""
     import tensorflow as tf
 
     _check_batch(batch_size, workers, "processes")
@@ -188,7 +195,7 @@ def _tf_multi_worker(batch_size, workers, index) -> DistPlan:
         return strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
     return DistPlan(
-        strategy="tf.distribute.MultiWorkerMirroredStrategy",
+        strategy=TF_MULTI_WORKER,
         devices=strategy.num_replicas_in_sync,
         processes=workers,
         process_index=index,
@@ -217,7 +224,7 @@ def _tf_mirrored(batch_size) -> DistPlan:
     _check_batch(batch_size, len(devices), "devices")
     strategy = tf.distribute.MirroredStrategy(devices)
     return DistPlan(
-        strategy="tf.distribute.MirroredStrategy",
+        strategy=TF_MIRRORED,
         devices=len(devices),
         even_batches=False,  # TensorFlow splits a last, smaller batch by itself
         _scope=strategy.scope,
@@ -229,9 +236,25 @@ _TORCH_DDP = {"active": False}
 
 
 def torch_ddp() -> bool:
-    """Whether a torch ``DistributedDataParallel`` plan's scope is active: ``zoo.performance``
-    then trains through ``ddp_train_step`` and sums the metrics over the processes."""
+    """Whether a torch ``DistributedDataParallel`` plan's scope is active."""
     return _TORCH_DDP["active"]
+
+
+def active_plan() -> DistPlan:
+    """A plan naming the distribution scope active now (one device when none), for
+    callers of ``zoo.training.fit`` that set up a scope of their own and pass no plan;
+    ``zoo.training.train`` passes the plan it made."""
+    if keras.distribution.distribution() is not None:
+        return DistPlan(strategy=KERAS_DATA_PARALLEL)
+    backend = keras.backend.backend()
+    if backend == "torch" and torch_ddp():
+        return DistPlan(strategy=TORCH_DDP)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return DistPlan(strategy=TF_MULTI_WORKER if tf_multi_worker() else TF_MIRRORED)
+    return DistPlan()
 
 
 def _end_process_group() -> None:
@@ -263,7 +286,7 @@ def _keras_torch_data_parallel(world) -> DistPlan:
     devices = keras.distribution.list_devices()
 
     return DistPlan(
-        strategy="keras.distribution.DataParallel",
+        strategy=KERAS_DATA_PARALLEL,
         devices=len(devices),
         processes=world,
         process_index=dist.get_rank(),
@@ -304,7 +327,7 @@ def _torch_ddp(batch_size) -> DistPlan:
             _end_process_group()
 
     return DistPlan(
-        strategy="torch.nn.parallel.DistributedDataParallel",
+        strategy=TORCH_DDP,
         devices=world,
         processes=world,
         process_index=dist.get_rank(),
@@ -314,40 +337,6 @@ def _torch_ddp(batch_size) -> DistPlan:
         _scope=scope,
         _barrier=lambda name: dist.barrier(),
     )
-
-
-def ddp_train_step(model: keras.Model) -> Callable:
-    """Keras's torch ``train_step`` (``keras/src/backend/torch/trainer.py``, Keras 3.15)
-    with the forward pass through ``DistributedDataParallel``, which averages the
-    gradients over the processes during ``backward``; the loss, the optimizer update and
-    the metrics are Keras's own. (Keras 3.15's ``fit`` has no DDP on torch; keras-nightly's
-    trainer does the same thing.) ``tests/test_distribute.py`` checks that a 2-process run
-    ends with a 1-process run's metrics.
-
-    The DDP wrapper is built here, once per fit: it broadcasts process 0's weights."""
-    import torch
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
-    ddp = DistributedDataParallel(model, device_ids=device_ids)
-    training = {"training": True} if "training" in model.call_signature_parameters else {}
-
-    def step(data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred = ddp(x, **training)
-        model.zero_grad()
-        # private, as in Keras's own train_step: _compute_loss adds the layers' losses,
-        # _loss_tracker is the "loss" metric (no public handle on either in Keras 3.15)
-        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
-        model._loss_tracker.update_state(loss, sample_weight=len(keras.tree.flatten(x)[0]))
-        loss = model.optimizer.scale_loss(loss)
-        loss.backward()  # DDP's hooks average each gradient over the processes here
-        weights = model.trainable_weights[:]
-        with torch.no_grad():
-            model.optimizer.apply([v.value.grad for v in weights], weights)
-        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-    return step
 
 
 class SumMetricsOverProcesses(keras.callbacks.Callback):

@@ -191,11 +191,16 @@ class ModelChecker:
         _assert_same(predict_numpy(loaded, x), predict_numpy(model, x), f"{self.name} .keras")
 
     def check_jit_predict(self):
-        """``predict`` with ``jit_compile=True`` matches eager predictions."""
+        """``predict`` with ``jit_compile=True`` matches eager predictions (on torch in
+        ``zoo.performance.traceable()``, which keeps the model in one dynamo graph)."""
+        from zoo.performance import traceable
+
         model = self.build()
         model.compile(jit_compile=True)
         x = self.inputs(model, 3)
-        compiled = [np.asarray(o) for o in keras.tree.flatten(model.predict(x, verbose=0))]
+        with traceable():
+            predicted = model.predict(x, verbose=0)
+        compiled = [np.asarray(o) for o in keras.tree.flatten(predicted)]
         eager = predict_numpy(model, x)
         assert len(compiled) == len(eager)
         for i, (c, e) in enumerate(zip(compiled, eager, strict=True)):

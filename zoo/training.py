@@ -248,6 +248,7 @@ def fit(
     fast: str = "auto",
     shard: tuple[int, int] | None = None,
     initial_epoch: int = 0,
+    plan: dist_lib.DistPlan | None = None,
 ) -> tuple[keras.callbacks.History, performance.Settings]:
     """Fits a compiled ``model`` on in-memory ``(x, y)`` the way ``train`` does, and
     returns Keras's ``History`` and the speed settings used.
@@ -258,12 +259,13 @@ def fit(
     (the default), ``"on"`` (every setting, including compiling the torch step for
     short runs) or ``"off"`` (Keras's plain ``fit``). They change the speed, not the
     batches or the math. ``shard=(index, count)`` feeds only this process's share of
-    every batch (multi-host data parallelism).
+    every batch (multi-host data parallelism). ``plan``: the run's distribution plan
+    (``zoo.distribute.plan``); by default the one whose scope is active.
     """
     steps_per_epoch = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
-    settings = performance.settings_for(fast, steps_per_epoch, epochs, model)
-    data, hooks, done = performance.prepare(model, x, y, batch_size, seed, settings, shard)
-    try:
+    plan = dist_lib.active_plan() if plan is None else plan
+    settings = performance.settings_for(fast, steps_per_epoch, epochs, model, plan)
+    with performance.prepare(model, x, y, batch_size, seed, settings, shard) as (data, hooks):
         history = performance.fit_function(model, settings)(
             data,
             shuffle=False,  # the batches are already in their (seed, epoch) order; Keras
@@ -275,8 +277,6 @@ def fit(
             callbacks=[*hooks, *_progress_bar(callbacks), *(callbacks or [])],
             verbose=verbose,
         )
-    finally:
-        done()
     return history, settings
 
 
@@ -342,6 +342,7 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
         fast=args.fast,
         shard=plan.shard,
         initial_epoch=done,
+        plan=plan,
     )
     return settings, time.perf_counter() - start, checkpoint.history  # = history.csv
 

@@ -22,8 +22,6 @@ from typing import Any
 
 import keras
 
-from zoo import performance
-
 __all__ = ["ZooModel", "identity", "jsonable"]
 
 VERSION = "0.1.0"  # kept equal to zoo.__version__ (tests/test_registry.py checks it)
@@ -58,9 +56,6 @@ class ZooModel(keras.Model):
     def __init__(self, *args, zoo_model: dict[str, Any] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.zoo_model = dict(zoo_model or {})
-        # under torch, lets torch.compile (jit_compile=True) keep the whole model in one
-        # graph; nothing under the other backends
-        performance.dynamo_traces_keras()
 
     def get_config(self):
         return {**super().get_config(), "zoo_model": self.zoo_model}

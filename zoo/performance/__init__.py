@@ -9,13 +9,21 @@ plain ``fit``. ``tests/test_performance.py`` checks each path against the plain 
 - ``fit``: ``prepare``, which readies a model to ``fit`` on its backend;
 - ``predict``: ``zoo.predict``;
 - ``tensorflow``, ``jax``, ``torch``: each backend's train functions;
-  ``torch.keras_patches`` is the one module that touches Keras's and torch's internals.
+- ``keras_patches``: the one module that touches Keras's and torch's internals.
 
 What each setting gains, measured, is in ``docs/benchmarks.md``.
 """
 
+import contextlib
+
 from zoo.performance.feed import ProgressBar
 from zoo.performance.fit import fit_function, prepare
+from zoo.performance.keras_patches import (
+    TORCH_UNROLL_MAX_STEPS,
+    channels_last_torch_inputs,
+    fused_torch_lstm,
+    patched,
+)
 from zoo.performance.predict import predict
 from zoo.performance.settings import (
     CONV_STEPS_PER_EXECUTION,
@@ -25,12 +33,6 @@ from zoo.performance.settings import (
     XLA_MIN_STEPS,
     Settings,
     settings_for,
-)
-from zoo.performance.torch.keras_patches import (
-    TORCH_UNROLL_MAX_STEPS,
-    channels_last_torch_inputs,
-    dynamo_traces_keras,
-    fused_torch_lstm,
 )
 
 __all__ = [
@@ -43,10 +45,25 @@ __all__ = [
     "ProgressBar",
     "Settings",
     "channels_last_torch_inputs",
-    "dynamo_traces_keras",
     "fit_function",
     "fused_torch_lstm",
     "predict",
     "prepare",
     "settings_for",
+    "traceable",
 ]
+
+
+def traceable() -> contextlib.AbstractContextManager:
+    """A context in which ``torch.compile`` (Keras's ``jit_compile=True`` on torch) keeps a
+    zoo model in one graph: Keras's torch functions that break dynamo's graphs are
+    swapped for traceable ones, Keras's own put back on exit (``keras_patches.patched``).
+    Nothing changes under TensorFlow and JAX. ``zoo.training.fit`` and ``zoo.predict`` use
+    it themselves.
+
+    Example:
+        >>> with zoo.performance.traceable():  # doctest: +SKIP
+        ...     model.compile(jit_compile=True)
+        ...     model.predict(x)
+    """
+    return patched(traceable=True)

@@ -1,6 +1,15 @@
-"""How batches reach the train functions: the ``(seed, epoch)`` order (``_Batches``),
-the windows of steps (``_Window``), the callbacks that set each epoch's order, and the
-progress bar."""
+"""How batches reach the train functions: the ``(seed, epoch)`` order (``Batches``),
+the windows of steps (``Window``), the callback that sets each epoch's order, and the
+progress bar.
+
+Keras's ``fit`` calls ``model.train_function`` once per ``steps_per_execution`` steps,
+between the callbacks' batch hooks. The zoo's train functions run that whole window of
+steps in one call (TensorFlow: one ``tf.function``; JAX: one ``jit`` of a ``fori_loop``;
+torch: a loop over the (compiled) step), gathering each batch from the arrays in memory
+in the epoch's ``(seed, epoch)`` order, each through Keras's own ``train_step``. Keras
+does not offer this: its TensorFlow loop is a ``tf.while_loop`` around one step fed by a
+``tf.data`` iterator, its JAX loop a Python loop of jitted steps, and its torch trainer
+refuses ``steps_per_execution > 1``."""
 
 from __future__ import annotations
 
@@ -21,7 +30,7 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
         super().on_train_batch_end(batch, logs)
 
 
-class _Batches(keras.utils.PyDataset):
+class Batches(keras.utils.PyDataset):
     """Batches of ``(x, y)`` in an order drawn from ``(seed, epoch)`` alone, the same
     on every backend, with every setting, and after a resume. ``set_epoch`` is called
     at the start of every epoch (by ``zoo.training.fit``)."""
@@ -55,24 +64,11 @@ class _Batches(keras.utils.PyDataset):
         return keras.tree.map_structure(lambda a: a[idx], (self.x, self.y))
 
 
-# -- the window train functions -----------------------------------------------------------------
-# Keras's fit calls ``model.train_function`` once per ``steps_per_execution`` steps, between
-# the callbacks' batch hooks. The zoo's train functions below run that whole window of steps
-# in one compiled call (TensorFlow: one ``tf.function``, XLA-compiled for models without
-# convolutions; JAX: one ``jit`` of a ``fori_loop``) gathering each batch inside it from the
-# arrays already on the device, in the epoch's ``(seed, epoch)`` order; on PyTorch, a loop
-# over the window's batches through the (compiled) step. Each calls Keras's own
-# ``train_step``: same loss, same optimizer math, same metrics. Keras does not offer this:
-# its TensorFlow loop is an uncompiled ``tf.while_loop`` around one XLA step fed by a
-# ``tf.data`` iterator, its JAX loop a Python loop of jitted steps, and its torch trainer
-# refuses ``steps_per_execution > 1``.
-
-
-class _Window:
+class Window:
     """Which step of the epoch a window starts at: reset by ``set_epoch``, advanced by the
     train function (Keras calls it once per window, in order)."""
 
-    def __init__(self, feed: _Batches, steps_per_execution: int):
+    def __init__(self, feed: Batches, steps_per_execution: int):
         self.feed, self.spe = feed, steps_per_execution
         self.steps = len(feed)
         self.full = feed.size // feed.batch_size  # full batches; a partial one may follow
@@ -95,7 +91,7 @@ class _Window:
         return self.full * self.feed.batch_size
 
 
-def _local_order(feed: _Batches) -> np.ndarray:
+def local_order(feed: Batches) -> np.ndarray:
     """The epoch's sample order as this process takes it: its share of every batch in turn
     (the whole order for one process)."""
     if feed.shard is None:
@@ -103,11 +99,7 @@ def _local_order(feed: _Batches) -> np.ndarray:
     return np.concatenate([feed.indices(i) for i in range(len(feed))]).astype("int64")
 
 
-def _one_step_evaluation(model):
-    model.steps_per_execution = 1
-
-
-class _Hooks(keras.callbacks.Callback):
+class EpochHooks(keras.callbacks.Callback):
     """Sets each epoch's batch order at its start (``set_epoch``), and runs
     ``at_train_begin`` once ``fit``'s epoch iterator is made."""
 

@@ -1,13 +1,15 @@
-"""JAX: the window train function (one ``jit`` of a ``fori_loop``)."""
+"""JAX: the window train function, one ``jit`` of a ``fori_loop`` over batches gathered on
+the device, its state donated."""
 
 from __future__ import annotations
 
 import keras
 
-from zoo.performance.feed import _Window
+import zoo.performance.keras_patches as keras_patches
+from zoo.performance.feed import EpochHooks, Window
 
 
-def _jax_window(model, window: _Window):
+def _window(model, window: Window):
     import jax
     import jax.numpy as jnp
 
@@ -51,3 +53,10 @@ def _jax_window(model, window: _Window):
         current["order"] = jnp.asarray(feed.order)
 
     return train_function, set_epoch
+
+
+def install(model, window: Window, settings, stack):
+    """Sets the JAX window as ``model``'s train function; returns ``(data, callbacks)``."""
+    train_function, set_epoch = _window(model, window)
+    keras_patches.set_train_function(model, train_function)
+    return window.feed, [EpochHooks(set_epoch)]

@@ -7,12 +7,10 @@ import contextlib
 import keras
 import numpy as np
 
+import zoo.performance.tensorflow as tf_path
+import zoo.performance.torch.predict as torch_path
 from zoo import _validation as check
-from zoo.performance.settings import _CONV_LAYERS, MODES
-from zoo.performance.tensorflow import _tf_forward
-from zoo.performance.torch.keras_patches import _torch_swaps
-from zoo.performance.torch.predict import _torch_forward, _torch_host
-from zoo.utils import contains_layer
+from zoo.performance.settings import MODES, has_convolutions, has_lstm
 
 
 def _batches(x, batch_size: int):
@@ -57,15 +55,12 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
 
     - TensorFlow: a ``tf.function`` per batch, XLA-compiled unless the model has
       convolutions.
-    - JAX: Keras's own ``predict``, which is already a jitted step per batch (measured
-      here: as fast as a loop of jitted forward passes, and faster than the native
-      reference's).
-    - PyTorch: the forward pass under ``no_grad``, with the training path's
-      ``fused_torch_lstm`` and ``channels_last_torch_inputs``; with ``fast="on"`` compiled
-      by ``torch.compile`` (as one graph; eager, with a warning, where that fails),
-      except for models with an ``LSTM``, whose fused kernel runs only eagerly.
-      ``"auto"`` stays eager: compiling costs seconds, which a prediction rarely earns
-      back (mnist_mlp: about 1.7 us a sample saved).
+    - JAX: Keras's own ``predict``, already a jitted step per batch.
+    - PyTorch: the forward pass under ``no_grad``, with the training path's swaps of
+      Keras's torch functions; with ``fast="on"`` compiled by ``torch.compile`` as one
+      graph (eager, with a warning, where that fails), except for models with an
+      ``LSTM``, whose fused kernel runs only eagerly. ``"auto"`` stays eager: compiling
+      costs seconds, which a prediction rarely earns back.
 
     The last, partial batch is padded to a full one (its extra rows dropped), so that
     a compiled forward pass compiles once; Keras's ``predict`` compiles again for it.
@@ -83,28 +78,22 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
 
         if tf.distribute.has_strategy():  # Keras's predict spreads the batches over the devices
             return model.predict(x, batch_size=batch_size, verbose=0)
-    conv = contains_layer(model, _CONV_LAYERS)
-    lstm = contains_layer(model, (keras.layers.LSTM,))
-    # made once per model and mode, as Keras keeps its `predict_function` (a compile of
-    # the forward pass each call cost more than the prediction: mnist_mlp on TensorFlow
-    # 66,000 samples/s against 314,000)
+    conv, lstm = has_convolutions(model), has_lstm(model)
+    compiled = backend == "torch" and fast == "on" and not lstm  # the fused LSTM runs eagerly
+    # made once per model and mode, as Keras keeps its `predict_function`
     cache = model.__dict__.setdefault("_zoo_forward", {})
     key = "tensorflow" if backend == "tensorflow" else f"torch-{fast}"
     if key not in cache:
         tf_backend = backend == "tensorflow"
-        # (torch: not compiled for a model with an LSTM, whose fused kernel runs eagerly
-        # only: ticket_router 28,000 samples/s eager, 25,000 compiled)
-        compiled = fast == "on" and not lstm
-        cache[key] = _tf_forward(model, conv) if tf_backend else _torch_forward(model, compiled)
+        cache[key] = (
+            tf_path.forward(model, conv) if tf_backend else torch_path.forward(model, compiled)
+        )
     forward = cache[key]
-    context = contextlib.ExitStack()
+    context = contextlib.nullcontext()
     if backend == "torch":
-        import torch
-
         # host tensors sliced into batches, as the native loop slices its tensors
-        x = keras.tree.map_structure(_torch_host, x)
-        context.enter_context(_torch_swaps(fused_lstm=lstm, channels_last=conv))
-        context.enter_context(torch.no_grad())
+        x = keras.tree.map_structure(torch_path.host, x)
+        context = torch_path.predicting(conv, lstm, compiled)
     outputs, rows = [], []
     with context:
         for batch, r in _batches(x, batch_size):

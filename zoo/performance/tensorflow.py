@@ -1,5 +1,6 @@
-"""TensorFlow: the window train function (one ``tf.function``), the multi-worker fit
-loop and the compiled forward pass for ``predict``."""
+"""TensorFlow: the window train function (one ``tf.function`` gathering its batches from
+the arrays in memory, XLA-compiled unless the model has convolutions), the multi-worker
+fit loop and the compiled forward pass for ``predict``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from zoo.performance.feed import _Batches, _local_order, _Window
+import zoo.performance.keras_patches as keras_patches
+from zoo.performance.feed import Batches, EpochHooks, Window, local_order
 
 
-def _tf_window(model, window: _Window, jit_compile: bool):
+def _window(model, window: Window, jit_compile: bool):
     import tensorflow as tf
 
     feed = window.feed
@@ -21,7 +23,7 @@ def _tf_window(model, window: _Window, jit_compile: bool):
     bs, size = feed.batch_size // shares, feed.size // shares
     strategy = tf.distribute.get_strategy()
     tensors = keras.tree.map_structure(tf.constant, (feed.x, feed.y))
-    order = tf.Variable(_local_order(feed), trainable=False)
+    order = tf.Variable(local_order(feed), trainable=False)
 
     def batch(first, n):
         # a gather, not tf.slice: XLA makes a slice's start a compile-time constant, which
@@ -67,21 +69,18 @@ def _tf_window(model, window: _Window, jit_compile: bool):
 
     def set_epoch(epoch):
         window.set_epoch(epoch)
-        order.assign(_local_order(feed))
+        order.assign(local_order(feed))
 
-    # What fit iterates: one element per step, which the window train function never reads
-    # (it reads the arrays itself; Keras reads one only to build a model under a
-    # tf.distribute strategy, where this window does not run): the first batch, repeated,
-    # so that the elements still have a batch's structure and types. Not a `map` that
-    # gathers each step's batch: Keras makes a new iterator at each epoch's start and end,
-    # and instantiating a map's function made each take 5 ms against 0.4 ms (10 ms an
-    # epoch: 5% of the MLP's 60,000-sample epoch on this CPU).
+    # What fit iterates: one element per step, which the window never reads: the first
+    # batch, repeated, so that the elements have a batch's structure and types. Not a `map`
+    # gathering each step's batch: Keras makes an iterator at each epoch's start and end,
+    # and a map's made each cost more (docs/benchmarks.md).
     first = keras.tree.map_structure(lambda a: a[:bs], tensors)
     data = tf.data.Dataset.from_tensors(first).repeat(window.steps)
     return train_function, set_epoch, data
 
 
-def _multi_worker_fit(
+def multi_worker_fit(
     model,
     data,
     *,
@@ -120,7 +119,7 @@ def _multi_worker_fit(
         steps=steps,
     )
     if validation_data is not None:  # this worker's share of every batch, in order, as Keras
-        val = _Batches(*validation_data, validation_batch_size, 0, shard=data.shard)
+        val = Batches(*validation_data, validation_batch_size, 0, shard=data.shard)
         val.order = np.arange(val.size)
     model.stop_training = False
     callbacks.on_train_begin()
@@ -149,11 +148,17 @@ def _multi_worker_fit(
     return model.history
 
 
-def _tf_forward(model, conv: bool) -> Callable:
+def forward(model, conv: bool) -> Callable:
+    """The forward pass as a ``tf.function``, XLA-compiled unless the model has
+    convolutions, as for training."""
     import tensorflow as tf
 
-    # XLA unless the model has convolutions, as for training (measured here, 4,096
-    # samples, batch 256: the MLP's XLA forward 314,000 samples/s against Keras's
-    # predict's 65,000, its per-batch iterator and callbacks being most of the difference;
-    # toy_resnet without XLA 3,500 against 3,100)
     return tf.function(lambda batch: model(batch, training=False), jit_compile=not conv)
+
+
+def install(model, window: Window, settings, stack):
+    """Sets the TensorFlow window as ``model``'s train function; returns ``(data,
+    callbacks)`` for ``fit`` (for ``multi_worker_fit``: the batches, which it reads)."""
+    train_function, set_epoch, data = _window(model, window, settings.jit_compile)
+    keras_patches.set_train_function(model, train_function)
+    return (window.feed if settings.multi_worker else data), [EpochHooks(set_epoch)]

@@ -1,166 +1,157 @@
-"""The compiled torch train step: forward, backward, Keras's optimizer update and the
-metrics as one graph."""
+"""The torch train step, once: Keras 3.15's torch ``train_step`` written so that it serves
+both the compiled path (dynamo traces the gather, forward, backward, optimizer update and
+metrics into one graph) and ``DistributedDataParallel`` (the forward pass through DDP,
+whose hooks average the gradients during ``backward``). Also the one compile-with-eager-
+fallback helper that the train step and ``predict``'s forward pass share."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable
 
 import keras
 
+import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
-from zoo.performance.torch.keras_patches import dynamo_traces_keras
 
 
-def _gather(tensors, idx):
+def gather(tensors, idx):
     """The batch of rows ``idx`` (a torch int64 tensor) of every tensor in ``tensors``."""
     return keras.tree.map_structure(lambda a: a.index_select(0, idx), tensors)
 
 
-def _one_graph_train_step(model, tensors) -> Callable:
-    """``step(idx)``: Keras 3.15's torch ``train_step`` (``keras/src/backend/torch/
-    trainer.py``) on the batch of rows ``idx`` of ``tensors``, written so that dynamo
-    traces all of it (the gather, forward, backward, optimizer update and metrics) into
-    one graph: the gradients come from ``torch.autograd.grad``, which dynamo traces under
-    ``trace_autograd_ops``, where Keras's step calls ``zero_grad`` and ``loss.backward()``
-    and reads ``.grad`` (a graph break; and with ``trace_autograd_ops`` Keras's own step
-    raised inside the traced model call, measured with torch 2.13). The loss, the
-    optimizer's math and the metrics are Keras's own calls, as in
-    ``zoo.distribute.ddp_train_step``."""
+def keras_train_step(model, forward=None, backward: bool = False) -> Callable:
+    """``step(data)``: Keras's torch ``train_step`` (``keras/src/backend/torch/
+    trainer.py``): the loss, the optimizer's math and the metrics are Keras's own calls.
+
+    Args:
+        model: a compiled Keras model.
+        forward: what runs the forward pass (the model, or DDP around it).
+        backward: the gradients from ``loss.backward()`` (what DDP averages over the
+            processes), else from ``torch.autograd.grad``, which dynamo traces into the
+            graph (``backward()`` and reading ``.grad`` break it)."""
     import torch
 
+    forward = forward or model
     training = {"training": True} if "training" in model.call_signature_parameters else {}
+    loss_metric = next(m for m in model.metrics if m.name == "loss")  # Keras's loss tracker
 
-    def step(idx):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(_gather(tensors, idx))
-        y_pred = model(x, **training)
-        # private, as in Keras's own train_step: _compute_loss adds the layers' losses,
-        # _loss_tracker is the "loss" metric (no public handle on either in Keras 3.15)
-        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
-        model._loss_tracker.update_state(loss, sample_weight=idx.shape[0])
+    def step(data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = forward(x, **training)
+        if backward:
+            model.zero_grad()
+        loss = model.compute_loss(x, y, y_pred, sample_weight, training=True)
+        loss_metric.update_state(loss, sample_weight=keras.tree.flatten(x)[0].shape[0])
         loss = model.optimizer.scale_loss(loss)
-        weights = model.trainable_weights
-        # allow_unused: a weight the loss does not reach gets None, as its .grad stays None
-        # in Keras's step (Keras's optimizer skips it, with a warning)
-        gradients = torch.autograd.grad(loss, [v.value for v in weights], allow_unused=True)
+        weights = model.trainable_weights[:]
+        if backward:
+            loss.backward()
+            gradients = [v.value.grad for v in weights]
+        else:
+            # allow_unused: a weight the loss does not reach gets None, as its .grad stays
+            # None in Keras's step (Keras's optimizer skips it, with a warning)
+            gradients = list(
+                torch.autograd.grad(loss, [v.value for v in weights], allow_unused=True)
+            )
         with torch.no_grad():
-            model.optimizer.apply(list(gradients), weights)
+            model.optimizer.apply(gradients, weights)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     return step
 
 
-def _tensor_guards_only(entries) -> list[bool]:
-    """dynamo's guards to keep on the one-graph step: the global state (grad mode and
-    the like) and the step's own inputs' shapes and dtypes. Checking every guard dynamo
-    sets on a Keras model (about 1,700 on mnist_mlp: its layers' attributes, Keras's
-    modules) took longer than the step itself (measured: 41,000-44,000 -> 88,000-104,000
-    samples/s without them). Dropping them is safe here because the compiled function
-    is new for every fit (``_fresh``) and one graph (``fullgraph``: no frame of Keras's
-    own gets compiled code with these guards), and what a callback may change during a
-    fit (weight values, metric states, the learning rate: all tensors; a frozen layer:
-    ``requires_grad``) is read from the kept tensor guards and inputs. Other Python
-    changes to the model take effect at the next ``fit``, as with Keras's compiled train
-    functions on TensorFlow and JAX."""
-    return [
-        e.guard_type in ("GLOBAL_STATE", "SHAPE_ENV")
-        or (e.guard_type == "TENSOR_MATCH" and not e.is_global)
-        for e in entries
-    ]
+def ddp_train_step(model: keras.Model) -> Callable:
+    """``step(data)``: ``keras_train_step`` with the forward pass through
+    ``DistributedDataParallel`` (built here, once per fit: it broadcasts process 0's
+    weights). ``tests/test_distribute.py`` checks that a 2-process run ends with a
+    1-process run's metrics."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
+    ddp = DistributedDataParallel(model, device_ids=device_ids)
+    return keras_train_step(model, forward=ddp, backward=True)
 
 
-def _fresh(function: Callable) -> Callable:
-    """``function`` with a code object of its own: dynamo keeps its compiled code on the
-    code object, which every closure made by the same ``def`` shares, so that with fewer
-    guards a second model's step could run the first model's graph."""
-    import types
+class Compiled:
+    """Calls the first of ``candidates`` (``(kind, make)`` pairs, ``make()`` returning the
+    compiled function) that runs; when one raises, the next is made, and after the last
+    ``eager``, for good, with one warning (compile failures come in many types; the eager
+    function re-raises real errors). Calls for which ``eager_if(*args)`` holds run
+    ``eager`` directly. ``kind`` says which runs."""
 
-    code = function.__code__.replace()
-    return types.FunctionType(
-        code, function.__globals__, function.__name__, function.__defaults__, function.__closure__
-    )
+    def __init__(
+        self,
+        candidates: list[tuple[str, Callable]],
+        eager: Callable,
+        what: str,
+        eager_if: Callable[..., bool] | None = None,
+    ):
+        self.candidates, self.eager, self.what = list(candidates), eager, what
+        self.eager_if = eager_if
+        self.kind, self.compiled = None, None
+        self._next()
+
+    def _next(self, error: Exception | None = None) -> None:
+        if self.candidates:
+            self.kind, make = self.candidates.pop(0)
+            self.compiled = make()
+            return
+        self.kind, self.compiled = "eager", None
+        if error is not None:
+            warnings.warn(
+                f"torch.compile could not compile the {self.what} "
+                f"({check.error_summary(error)[:250]}); it goes on eagerly",
+                stacklevel=3,
+            )
+
+    def __call__(self, *args):
+        if self.eager_if is None or not self.eager_if(*args):
+            while self.compiled is not None:
+                try:
+                    return self.compiled(*args)
+                except Exception as e:
+                    self._next(e)
+        return self.eager(*args)
 
 
-def _compiled_torch_step(model, tensors, batch_size: int) -> Callable:
+def compiled_train_step(model, tensors, batch_size: int) -> Compiled:
     """``step(idx)``: a train step on the batch of rows ``idx`` of ``tensors``, compiled
-    with ``torch.compile``; the first that compiles of:
-
-    1. the whole step as one graph (``_one_graph_train_step``), for models that keep
-       Keras's ``train_step``; dynamo compiles it again when a weight's ``requires_grad``
-       changes (a callback freezing a layer: Keras sets it), from the guards kept;
-    2. Keras's own ``train_step``, which dynamo splits at ``loss.backward()``;
-    3. the eager step, for good, with a warning.
-
-    Batches of another size (an epoch's last, partial batch) run eagerly instead of
-    compiling the step again for them."""
+    with ``torch.compile``, the first that compiles of: the whole step as one graph
+    (``keras_train_step``, for models that keep Keras's ``train_step``); Keras's own
+    ``train_step``, which dynamo splits at ``loss.backward()``; the eager step. Batches of
+    another size (an epoch's partial last batch) run eagerly rather than compile again.
+    Run it inside ``keras_patches.patched(traceable=True)`` (the torch window does)."""
     import torch
 
-    dynamo_traces_keras()
-    kinds = ["keras"]
-    if type(model).train_step is keras.Model.train_step:
-        kinds.insert(0, "one-graph")
-    state = {"kind": None, "compiled": None}
-    # dynamo reads trace_autograd_ops when it traces (the first call, and again where a
-    # kept guard fails), not when it runs a compiled graph. Each step sets it only if it
-    # is not set: the torch window sets it once around its steps (`step.tracing`), since
-    # `config.patch` around every call built a class each time (cProfile, mnist_mlp:
-    # 0.04 s of an epoch's 0.44 s). Keras's own step is traced with it off: it raised
-    # under it (_one_graph_train_step's docstring)
-    config = torch._dynamo.config
+    def eager(idx):
+        return model.train_step(gather(tensors, idx))
 
-    def traced_with(on: bool, compiled: Callable) -> Callable:
-        """``compiled`` called with trace_autograd_ops ``on``, patched only if it is not."""
+    def one_graph():
+        train = keras_train_step(model)
+        compiled = torch.compile(
+            keras_patches.fresh_code(lambda idx: train(gather(tensors, idx))),
+            fullgraph=True,
+            options={"guard_filter_fn": keras_patches.tensor_guards_only},
+        )
 
         def call(idx):
-            if config.trace_autograd_ops == on:
-                return compiled(idx)
-            with config.patch(trace_autograd_ops=on):
+            with keras_patches.autograd_traced(True):
                 return compiled(idx)
 
         return call
 
-    def compile_next():
-        kind = kinds.pop(0) if kinds else "eager"
-        state["kind"] = kind
-        if kind == "one-graph":
-            one_graph = torch.compile(
-                _fresh(_one_graph_train_step(model, tensors)),
-                fullgraph=True,
-                options={"guard_filter_fn": _tensor_guards_only},
-            )
-            state["compiled"] = traced_with(True, one_graph)
-        elif kind == "keras":
-            keras_step = torch.compile(model.train_step)
-            # off also inside a window that set it (above)
-            state["compiled"] = traced_with(False, lambda idx: keras_step(_gather(tensors, idx)))
-        else:
-            state["compiled"] = None
+    def keras_step():
+        compiled = torch.compile(model.train_step)
 
-    compile_next()
+        def call(idx):
+            with keras_patches.autograd_traced(False):  # Keras's own step raised under it
+                return compiled(gather(tensors, idx))
 
-    def step(idx):
-        if state["compiled"] is None or len(idx) != batch_size:
-            return model.train_step(_gather(tensors, idx))
-        try:
-            return state["compiled"](idx)
-        except Exception as e:  # compile failures come in many types; eager re-raises real errors
-            compile_next()
-            if state["kind"] == "eager":
-                warnings.warn(
-                    f"torch.compile could not compile the train step "
-                    f"({check.error_summary(e)[:250]}); training goes on with the eager step",
-                    stacklevel=2,
-                )
-            return step(idx)
+        return call
 
-    def tracing():
-        """What the torch window runs its steps in: trace_autograd_ops set for the
-        one-graph step."""
-        if state["kind"] == "one-graph":
-            return config.patch(trace_autograd_ops=True)
-        return contextlib.nullcontext()
-
-    step.state = state  # the kind of step running, for tests
-    step.tracing = tracing
-    return step
+    candidates = [("keras", keras_step)]
+    if type(model).train_step is keras.Model.train_step:
+        candidates.insert(0, ("one-graph", one_graph))
+    return Compiled(candidates, eager, "train step", eager_if=lambda idx: len(idx) != batch_size)

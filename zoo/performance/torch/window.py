@@ -1,29 +1,30 @@
-"""The torch window: a Python loop over a window's steps, each gathering its batch from
-torch tensors in memory."""
+"""The torch window: a Python loop over a window's steps (torch has no compiled loop),
+each gathering its batch from torch tensors in memory, in the epoch's ``(seed, epoch)``
+order, without Keras's per-step callbacks and iterator."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
 
-from zoo.performance.feed import _Batches, _Window
+import zoo.performance.keras_patches as keras_patches
+from zoo import distribute
+from zoo.performance.feed import Batches, EpochHooks, Window
+from zoo.performance.torch.step import compiled_train_step, ddp_train_step, gather
 
 
-def _torch_window(model, window: _Window, step: Callable):
-    """On torch the window is a Python loop over its steps (torch has no compiled loop),
-    each ``step(idx)`` gathering its batch from the torch tensors in memory, in the
-    epoch's ``(seed, epoch)`` order. What it saves is Keras's per-step callbacks and
-    iterator (about 0.15-0.25 ms a step, measured: its PyDataset adapter, conversion and
-    DataLoader); ``fit`` iterates ``_steps_only`` instead. ``step`` is the train step,
-    compiled or not."""
+def _window_functions(model, window: Window, step: Callable):
+    """``(train_function, test_function)`` for Keras's ``fit``: a window of ``step(idx)``
+    calls, and evaluation batch by batch under ``no_grad``."""
     import torch
 
     feed = window.feed
-    tracing = getattr(step, "tracing", contextlib.nullcontext)
 
     def train_function(data):  # the window's batches come from the order, not `data`
         begin, _, _ = window.take()
-        with tracing():
+        # trace_autograd_ops set once around the window's steps (not per step: costly)
+        traced = getattr(step, "kind", None) == "one-graph"
+        with keras_patches.autograd_traced(True) if traced else contextlib.nullcontext():
             for i in range(begin, window.next_step):
                 logs = step(torch.from_numpy(feed.indices(i).astype("int64")))
         return logs
@@ -37,12 +38,11 @@ def _torch_window(model, window: _Window, step: Callable):
     return train_function, test_function
 
 
-def _steps_only(feed: _Batches):
+def steps_only(feed: Batches):
     """What ``fit`` iterates on the torch window: one item per step, each the epoch's
-    first batch (Keras reads the first to build the model's loss and metrics; the
-    window gathers the real batches itself), through a torch ``DataLoader``, which
-    Keras's torch trainer iterates as it is (about 10 us a step, against 26 us for a
-    PyDataset of the same item, measured)."""
+    first batch (Keras reads the first to build the model's loss and metrics; the window
+    gathers the real batches itself), through a torch ``DataLoader``, which Keras's torch
+    trainer iterates as it is (cheaper per step than a PyDataset)."""
     import torch
 
     first = feed[0]
@@ -57,12 +57,11 @@ def _steps_only(feed: _Batches):
     return torch.utils.data.DataLoader(Steps(), batch_size=None)
 
 
-def _targets_like_outputs(model, y):
+def targets_like_outputs(model, y):
     """Targets given as a dict by output name, as a list in the order of the model's outputs
-    where the model returns a list (a functional model built with a list of outputs, such as
-    ticket_router). Keras's loss makes the same list on every step, after its structure
-    check fails with an exception (``CompileLoss.call``); under ``torch.compile`` that
-    exception broke the train step's graph, so the torch feed makes it once instead."""
+    where the model returns a list (such as ticket_router). Keras's loss makes the same
+    list on every step after its structure check raises, which broke the compiled step's
+    graph; the torch feed makes it once instead."""
     names = list(getattr(model, "output_names", None) or ())
     if not isinstance(y, dict) or set(y) != set(names):
         return y
@@ -71,3 +70,37 @@ def _targets_like_outputs(model, y):
     except (AttributeError, ValueError):  # a model never called on a symbolic input
         return y
     return [y[name] for name in names] if isinstance(outputs, (list, tuple)) else y
+
+
+def _one_step_evaluation(model) -> None:
+    """Keras reads ``steps_per_execution`` when it makes an epoch iterator: fit's own is
+    made by now, and evaluation's (made later) then runs batch by batch, since its
+    batches rarely divide into the training windows."""
+    model.steps_per_execution = 1
+
+
+def install(model, window: Window, settings, stack: contextlib.ExitStack):
+    """Sets the torch window as ``model``'s train and test functions; returns ``(data,
+    callbacks)`` for ``fit``. Keras's torch functions are swapped (``keras_patches``)
+    until ``stack`` closes."""
+    feed = window.feed
+    tensors = (feed.x, feed.y)
+    if settings.ddp:
+        ddp_step = ddp_train_step(model)
+        step = lambda idx: ddp_step(gather(tensors, idx))  # noqa: E731
+    elif settings.torch_compile:
+        step = compiled_train_step(model, tensors, len(feed.indices(0)))
+    else:
+        step = lambda idx: model.train_step(gather(tensors, idx))  # noqa: E731
+    keras_patches.set_train_function(model, *_window_functions(model, window, step))
+    hooks = [EpochHooks(window.set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
+    if settings.ddp:
+        hooks.append(distribute.SumMetricsOverProcesses())
+    stack.enter_context(
+        keras_patches.patched(
+            traceable=settings.torch_compile,
+            fused_lstm=settings.fused_lstm,
+            channels_last=settings.channels_last,
+        )
+    )
+    return steps_only(feed), hooks
