@@ -1,7 +1,10 @@
 """keras-model-zoo: Keras 3 functional-API model builders for every backend.
 
 Attributes are loaded on first use (PEP 562), so ``import zoo`` does not import
-Keras: ``python -m zoo --backend jax ...`` can still choose the backend.
+Keras: ``python -m zoo --backend jax ...`` can still choose the backend. Once Keras is
+imported (before or after ``import zoo``), the zoo's serializable classes (``ZooModel``
+and the layers of ``zoo.layers``) are registered with it, so that Keras's own
+``keras.saving.load_model`` opens every ``.keras`` file the zoo writes.
 
 Example:
     >>> import zoo
@@ -13,6 +16,9 @@ Example:
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -85,6 +91,43 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from zoo.registry import ModelSpec, Recipe, register, register_recipe
     from zoo.utils import check_inputs, feature_extractor
     from zoo.zoo_model import ZooModel, identity
+
+
+def _register_with_keras() -> None:
+    """Registers the zoo's serializable classes with Keras (their modules' decorators)."""
+    importlib.import_module("zoo.zoo_model")
+    importlib.import_module("zoo.layers")
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Runs ``_register_with_keras`` right after Keras's own package has been imported.
+    Written here because Python has no post-import hook and importing Keras at ``import
+    zoo`` would fix the backend before ``--backend`` or ``KERAS_BACKEND`` could choose it:
+    it finds ``keras`` once through the other finders and wraps its loader."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)  # once; the other finders find Keras itself
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return spec
+        self.loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _register_with_keras()
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())
 
 
 def __getattr__(name: str):

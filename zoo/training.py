@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
-from zoo import datasets, performance
+from zoo import datasets, interrupts, performance
 from zoo import distribute as dist_lib
 from zoo.factory import create, describe
 from zoo.registry import Recipe, get_recipe
@@ -95,8 +95,9 @@ class TrainArgs:
             )
         epochs = check.positive_int("epochs", recipe.epochs[dataset] if epochs is None else epochs)
         batch_size = recipe.batch_size if batch_size is None else batch_size
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            # numpy's range, which keras.utils.set_random_seed needs on every backend
+            raise ValueError(f"seed must be an int in [0, 2**32 - 1], got {seed!r}")
         if overrides is not None and not isinstance(overrides, dict):
             raise ValueError(f"overrides must be a dict of builder arguments, got {overrides!r}")
         return cls(
@@ -337,7 +338,8 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
         epochs=args.epochs,
         seed=args.seed,
         validation_data=data.validation,
-        callbacks=[*(callbacks or []), _StopOnNaN(run), checkpoint],
+        # last: an ending epoch is checkpointed before a signal stops the run
+        callbacks=[*(callbacks or []), _StopOnNaN(run), checkpoint, interrupts.StopAtSafePoint()],
         verbose=verbose,
         fast=args.fast,
         shard=plan.shard,
@@ -357,6 +359,7 @@ def _finish(run, model, args, data, plan, settings, wall_time, history) -> dict[
         weights, model = model.get_weights(), args.build()
         model.set_weights(weights)
     results = model.evaluate(*data.test, batch_size=args.batch_size, verbose=0, return_dict=True)
+    interrupts.check()  # a safe point: the next run finds every epoch checkpointed
     run.write_curves(_draw_curves(history, f"{args.model} on {args.dataset}"))
     metrics = {
         **{f"test_{k}": float(v) for k, v in results.items()},
@@ -411,6 +414,8 @@ def train(
         zoo.rundir.RunDirError: ``out`` is in use, holds something else, another or a
             finished run, has no usable checkpoint, or can't be written (disk full).
         TrainingError: a NaN loss.
+        zoo.interrupts.RunInterrupted: a SIGINT or SIGTERM stopped the run at a safe point
+            (the last completed epoch is checkpointed: the same call resumes it).
 
     Example:
         >>> from zoo.training import train
@@ -418,21 +423,26 @@ def train(
     """
     args = TrainArgs.check(model_name, dataset, epochs, batch_size, seed, overrides, fast)
     plan = dist_lib.plan(distribute, args.batch_size)  # errors before any file is written
-    data = DataPlan.load(args, plan)
-    path = default_run_dir(args.model, args.dataset, seed) if out is None else out
-    run = RunDir(path, writer=plan.is_chief)  # one writer: the other processes only read
-    with run.lock():
-        run.prepare(args.config())
-        plan.barrier("zoo-run-prepared")  # the chief has checked the folder: restore from it
-        with plan.scope():
-            model = args.build()
-            settings, wall_time, history = _fit_run(
-                model, args, data, plan, run, callbacks, verbose if plan.is_chief else 0
-            )
-        # outside the scope: saving makes variables, which under a multi-process
-        # distribution every process would have to make together (the chief saves alone)
-        run.write_model(model)
-        return _finish(run, model, args, data, plan, settings, wall_time, history)
+    # Ctrl-C / SIGTERM stop at the next safe point (interrupts.check), one process only
+    with interrupts.handled(plan.processes == 1):
+        data = DataPlan.load(args, plan)
+        interrupts.check()
+        path = default_run_dir(args.model, args.dataset, seed) if out is None else out
+        run = RunDir(path, writer=plan.is_chief)  # one writer: the other processes only read
+        with run.lock():
+            run.prepare(args.config())
+            plan.barrier("zoo-run-prepared")  # the chief has checked the folder: restore it
+            with plan.scope():
+                model = args.build()
+                interrupts.check()
+                settings, wall_time, history = _fit_run(
+                    model, args, data, plan, run, callbacks, verbose if plan.is_chief else 0
+                )
+            interrupts.check()
+            # outside the scope: saving makes variables, which under a multi-process
+            # distribution every process would have to make together (the chief saves alone)
+            run.write_model(model)
+            return _finish(run, model, args, data, plan, settings, wall_time, history)
 
 
 def evaluate(run: str | os.PathLike, dataset: str | None = None) -> dict[str, float]:
@@ -440,13 +450,14 @@ def evaluate(run: str | os.PathLike, dataset: str | None = None) -> dict[str, fl
     another one its recipe takes) and returns the metrics. The model says which zoo
     model it is (``zoo.identity``); the run's config gives the dataset and batch size."""
     run = RunDir(run)
-    config, _, model = run.finished_model(compile=True)
+    config, _, model = run.finished_model(compile=False)  # compiled from the recipe below
     stamp = identity(model)
     if stamp is None:
         raise RunDirError(f"{str(run.model_path)!r} is not a zoo model; it can't be evaluated")
     args = TrainArgs.check(
         stamp["name"], dataset or config["dataset"], None, config["batch_size"], 0, None, "off"
     )
+    args.recipe.compile(model)  # the run's loss and metrics, whatever backend saved it
     _, test_data = load_data(args.model, args.dataset)
     results = model.evaluate(*test_data, batch_size=args.batch_size, verbose=0, return_dict=True)
     return {f"test_{k}": float(v) for k, v in results.items()}

@@ -11,8 +11,10 @@ name, the config it was built with and the zoo version, the way keras-hub's
     >>> zoo.identity(model)["name"]
     'mnist_mlp'
 
-Loading a ``.keras`` file of a ``ZooModel`` needs this class registered: use
-``zoo.load_model(path)`` (or ``import zoo.zoo_model`` before ``keras.saving.load_model``).
+After ``import zoo``, Keras's own ``keras.saving.load_model`` loads a ``.keras`` file of a
+``ZooModel`` saved under any backend (``zoo/__init__.py`` registers this class and the
+zoo's layers with Keras as soon as Keras is imported); ``zoo.load_model`` adds one-line
+errors.
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ class ZooModel(keras.Model):
     def get_config(self):
         return {**super().get_config(), "zoo_model": self.zoo_model}
 
+    def get_compile_config(self):
+        """Keras's compile config, its optimizer named by its public ``keras.optimizers``
+        name, so that a model saved under one backend compiles under any other."""
+        return portable_compile_config(super().get_compile_config())
+
+    def compile_from_config(self, config):
+        """Keras's, after naming a backend's own optimizer class by its public name
+        (files saved before ``get_compile_config`` did it)."""
+        return super().compile_from_config(portable_compile_config(config))
+
     @classmethod
     def wrap(cls, model: keras.Model, name: str, config: dict[str, Any]) -> ZooModel:
         """The functional ``model``'s own graph (same layers, same weights) as a
@@ -72,6 +84,21 @@ class ZooModel(keras.Model):
             trainable=model.trainable,
             zoo_model=stamp,
         )
+
+
+def portable_compile_config(config):
+    """``config`` (a model's compile config) with a backend's own optimizer class named by
+    its public ``keras.optimizers`` name: Keras serializes torch's SGD as
+    ``keras.src.backend.torch.optimizers.torch_sgd.SGD``, which another backend cannot
+    import (it imports torch); ``keras.optimizers.SGD`` is each backend's own SGD."""
+    optimizer = config.get("optimizer") if isinstance(config, dict) else None
+    if not isinstance(optimizer, dict):
+        return config
+    module, name = str(optimizer.get("module") or ""), str(optimizer.get("class_name") or "")
+    if module.startswith("keras.src.backend.") and hasattr(keras.optimizers, name):
+        optimizer = {**optimizer, "module": "keras.optimizers", "registered_name": None}
+        return {**config, "optimizer": optimizer}
+    return config
 
 
 def identity(model: keras.Model) -> dict[str, Any] | None:
