@@ -129,7 +129,9 @@ def _one_line_error(capsys, argv) -> str:
         (None, ["--out", ""], "out must name a directory, got ''"),
         (None, ["--batch-size", "0"], "batch_size must be a positive int, got 0"),
         (None, ["--epochs", "0"], "epochs must be a positive int, got 0"),
-        (None, ["--seed", "-1"], "seed must be an int >= 0, got -1"),
+        (None, ["--seed", "-1"], "seed must be an int in [0, 2**32 - 1], got -1"),
+        # a seed no backend takes: refused before config.json is written
+        (None, ["--seed", "99999999999999999999"], "got 99999999999999999999"),
         (None, ["--dataset", "tickets"], "dataset must be one of"),
         ("model", ["--out", "{tmp}/d"], "is not empty and is not a zoo run (it holds model.keras)"),
         ("file", ["--out", "{tmp}/afile"], "is a file, not a directory"),

@@ -159,7 +159,7 @@ def test_another_runs_directory_is_refused(tmp_path):
         ({"dataset": "tickets"}, "dataset must be one of"),
         ({"epochs": 0}, "epochs must be a positive int, got 0"),
         ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
-        ({"seed": -3}, "seed must be an int >= 0"),
+        ({"seed": -3}, "seed must be an int in \\[0, 2\\*\\*32 - 1\\]"),
     ],
 )
 def test_bad_training_arguments(kwargs, message, tmp_path):

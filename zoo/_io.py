@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -16,12 +17,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
-        write(tmp)
-        fsync_file(tmp)
-        os.replace(tmp, path)
+        with errors_name(path):
+            write(tmp)
+            fsync_file(tmp)
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def errors_name(path: str | os.PathLike):
+    """An ``OSError`` raised in the block (while writing a temporary file beside ``path``)
+    names ``path``, the user's, not the temporary name."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def fsync_file(path: str | os.PathLike) -> None:

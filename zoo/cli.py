@@ -158,28 +158,58 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(err: BaseException) -> str:
-    """The error as one line: an OSError names its file and what went wrong."""
+def _one_line(err: BaseException, args=None) -> str:
+    """The error as one line: an OSError names its file and what went wrong; a missing
+    backend says what to install; memory that can't be had says how much was asked."""
     if isinstance(err, OSError) and err.strerror and not isinstance(err, FileExistsError):
         where = f"{err.filename!r}: " if err.filename else ""
         text = f"{where}{err.strerror}"
+    elif isinstance(err, ImportError):
+        missing = getattr(err, "name", None) or str(err)
+        backend = os.environ.get("KERAS_BACKEND", "")
+        hint = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+        text = f"{missing!r} is not installed ({err})" + (
+            f"; --backend {backend} needs it: pip install 'keras-model-zoo[{hint}]'"
+            if hint and str(missing).split(".")[0] in (hint, "tensorflow", "jax", "torch")
+            else "; install it, or choose another --backend"
+        )
+    elif isinstance(err, MemoryError):
+        command = getattr(args, "command", "the command")
+        text = f"{command}: not enough memory for what was asked ({err or 'MemoryError'}); "
+        text += "ask for fewer samples (--batch-size) or free memory"
     else:
         text = str(err) or type(err).__name__
     return " ".join(text.split())
 
 
 def main(argv=None) -> int:
+    code = _main(argv)
+    if argv is None and code in (130, 143):
+        # the command line's process ends after a signal: at once, its files all written
+        # or renamed already, without the backends' exit handlers, during which (as
+        # Python restores the default handlers) a further Ctrl-C raised inside them or
+        # killed the process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "train" and args.processes != 1:
             return _launch(args)  # before Keras starts: the launcher only starts workers
         use_backend(args.backend)
         return _run(args)
-    except (ValueError, RuntimeError, OSError) as err:  # every expected failure
+    except (ValueError, RuntimeError, OSError, MemoryError, ImportError) as err:  # expected
         if args.debug:
             raise
-        print(f"zoo: error: {_one_line(err)}", file=sys.stderr)
+        print(f"zoo: error: {_one_line(err, args)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a run (importing, loading): nothing is written
+        print("\nzoo: stopped by Ctrl-C", file=sys.stderr)
+        return 130
 
 
 def _run(args) -> int:
@@ -281,19 +311,32 @@ def _train(args) -> int:
             fast=args.fast,
             distribute=args.distribute,
         )
-    except KeyboardInterrupt:
-        print(
-            f"\nzoo: interrupted; the last completed epoch is checkpointed in {out}/checkpoint; "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(interrupt, out)
     if chief:
         shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")}
         print(f"test metrics: {shown}")
         files = "model.keras, config.json, history.csv, metrics.json, curves.png"
         print(f"run directory: {out} ({files})")
     return 0
+
+
+def _interrupted(interrupt: KeyboardInterrupt, out) -> int:
+    """One line: what was kept of the run at ``out`` and how to go on; the exit code."""
+    from zoo.interrupts import RunInterrupted
+    from zoo.rundir import RunDir
+
+    kept = RunDir(out).checkpoints()
+    what = str(interrupt) if isinstance(interrupt, RunInterrupted) else "Ctrl-C"
+    if kept:
+        epochs = int(kept[0].stem.split("-")[1])
+        state = f"{epochs} completed epoch(s) are checkpointed in {str(kept[0].parent)!r}"
+        todo = "run the same command again to resume"
+    else:
+        state = "no epoch had completed, so there is nothing to resume"
+        todo = "run the same command again to start it"
+    print(f"\nzoo: stopped by {what}; {state}; {todo}", file=sys.stderr)
+    return interrupt.exit_code if isinstance(interrupt, RunInterrupted) else 130
 
 
 def _save_arrays(path: str, arrays) -> None:

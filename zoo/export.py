@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from zoo import _validation as check
-from zoo._io import replace_checked
+from zoo._io import errors_name, replace_checked
 from zoo.inputs import predict_numpy, sample_inputs
 from zoo.targets import check_target, mark_onnx, mark_savedmodel
 from zoo.utils import contains_layer
@@ -176,49 +176,50 @@ def export(
     # A direct call (not predict): Keras's ONNX export wants a model that was called.
     expected = predict_numpy(model, inputs)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    artifact = work / ("model.onnx" if fmt == "onnx" else "savedmodel")
-    try:
-        options, fixed = {}, _fixed_lengths(model, inputs) if backend == "torch" else None
-        if fixed is not None:
-            options["input_signature"] = fixed
+    with errors_name(path):  # an OSError names the artifact, not the temporary folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        artifact = work / ("model.onnx" if fmt == "onnx" else "savedmodel")
         try:
-            model.export(str(artifact), format=FORMATS[fmt], verbose=False, **options)
-        except Exception as e:
-            raise ExportError(
-                f"Keras could not export {model.name!r} as {fmt} from {backend}: "
-                f"{check.error_summary(e)}"
-            ) from e
-        try:
-            actual = _reload_outputs(artifact, fmt, model, inputs)
-        except Exception as e:
-            loader = "onnxruntime" if fmt == "onnx" else "tf.saved_model.load"
-            raise ExportError(
-                f"the {fmt} export of {model.name!r} from {backend} does not run in {loader}: "
-                f"{check.error_summary(e)}"
-            ) from e
-        if len(actual) != len(expected):
-            raise ExportError(
-                f"the {fmt} export has {len(actual)} outputs, the model {len(expected)}"
+            options, fixed = {}, _fixed_lengths(model, inputs) if backend == "torch" else None
+            if fixed is not None:
+                options["input_signature"] = fixed
+            try:
+                model.export(str(artifact), format=FORMATS[fmt], verbose=False, **options)
+            except Exception as e:
+                raise ExportError(
+                    f"Keras could not export {model.name!r} as {fmt} from {backend}: "
+                    f"{check.error_summary(e)}"
+                ) from e
+            try:
+                actual = _reload_outputs(artifact, fmt, model, inputs)
+            except Exception as e:
+                loader = "onnxruntime" if fmt == "onnx" else "tf.saved_model.load"
+                raise ExportError(
+                    f"the {fmt} export of {model.name!r} from {backend} does not run in {loader}: "
+                    f"{check.error_summary(e)}"
+                ) from e
+            if len(actual) != len(expected):
+                raise ExportError(
+                    f"the {fmt} export has {len(actual)} outputs, the model {len(expected)}"
+                )
+            diff = max(
+                float(np.max(np.abs(a.reshape(e.shape) - e)))
+                for a, e in zip(actual, expected, strict=True)
             )
-        diff = max(
-            float(np.max(np.abs(a.reshape(e.shape) - e)))
-            for a, e in zip(actual, expected, strict=True)
-        )
-        if not diff <= atol:
-            raise ExportError(
-                f"the reloaded {fmt} export differs from the Keras model by {diff:.2e} "
-                f"(allowed: {atol:.0e}); nothing was written to {str(path)!r}"
-            )
-        # again: the target may have changed while the export ran
-        check_target(path, fmt, overwrite=overwrite, sources=sources, what="path")
-        stamp = identity(model) or {"name": None}
-        mark = {"format": fmt, "backend": backend, "model": stamp["name"], "keras": model.name}
-        (mark_onnx if fmt == "onnx" else mark_savedmodel)(artifact, mark)
-        replace_checked(artifact, path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            if not diff <= atol:
+                raise ExportError(
+                    f"the reloaded {fmt} export differs from the Keras model by {diff:.2e} "
+                    f"(allowed: {atol:.0e}); nothing was written to {str(path)!r}"
+                )
+            # again: the target may have changed while the export ran
+            check_target(path, fmt, overwrite=overwrite, sources=sources, what="path")
+            stamp = identity(model) or {"name": None}
+            mark = {"format": fmt, "backend": backend, "model": stamp["name"], "keras": model.name}
+            (mark_onnx if fmt == "onnx" else mark_savedmodel)(artifact, mark)
+            replace_checked(artifact, path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return {
         "format": fmt,
         "backend": backend,

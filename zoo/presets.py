@@ -28,7 +28,7 @@ from typing import Any
 
 import keras
 
-from zoo._io import fsync_file, replace_checked, sha256_file
+from zoo._io import errors_name, fsync_file, replace_checked, sha256_file
 from zoo.factory import (
     PRESET_FORMAT,
     PRESET_FORMAT_VERSION,
@@ -96,7 +96,14 @@ def save_preset(
         raise ValueError(f"metadata must not set {reserved}: the preset writes them")
     json.dumps(extras)  # fails here, before anything is written, if not JSON-serializable
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    with errors_name(directory):  # an OSError names the preset folder, not the temporary one
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _write_preset(model, directory, stamp, extras, overwrite, sources)
+    return directory
+
+
+def _write_preset(model, directory: Path, stamp, extras, overwrite, sources) -> None:
+    """The preset's files under a temporary name beside ``directory``, then renamed."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it 0700; a preset is a folder like any other
@@ -126,7 +133,6 @@ def save_preset(
         replace_checked(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return directory
 
 
 def preset_from_run(
