@@ -22,7 +22,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
             fsync_file(tmp)
             os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even this
+            tmp.unlink(missing_ok=True)
     return path
 
 

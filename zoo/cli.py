@@ -431,6 +431,11 @@ def _check_values(path: str, inputs, allow_nonfinite: bool) -> None:
         what = f"input {path!r}" + (f" array {key!r}" if key else "")
         if np.iscomplexobj(array):
             raise ValueError(f"{what} is complex ({array.dtype}); the model takes real numbers")
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{what} holds {array.dtype.name} values (numpy dtype {array.dtype.str!r}); "
+                "the model takes numbers: write it as a float or int array"
+            )
         if array.dtype.kind == "f" and not allow_nonfinite:
             bad = ~np.isfinite(array)
             if bad.any():
