@@ -107,6 +107,8 @@ def _install_backend(session, backend):
 def tests(session, backend):
     """Runs the test suite under one backend."""
     _install_backend(session, backend)
+    # the session installs the export and plot extras: their tests fail, not skip, if absent
+    session.env["ZOO_REQUIRE_EXTRAS"] = "1"
     # Compiled programs are shared between the xdist workers and the processes the tests
     # start, in a cache inside the session's folder: a new venv (CI, plain `nox`) starts
     # it empty, as a fresh machine would; `nox -r` keeps it

@@ -44,6 +44,40 @@ def pytest_configure(config):
     wanted = os.environ.get("KERAS_BACKEND")
     if wanted and keras.backend.backend() != wanted:
         raise pytest.UsageError(f"KERAS_BACKEND={wanted} but Keras runs {keras.backend.backend()}")
+    from zoo.precision import accelerator_present, set_float32_precision
+
+    if accelerator_present():
+        # full float32 on a GPU, as Keras's own conftest.py: the golden files and the
+        # cross-backend checks compare at 1e-5, which TF32 (about 1e-3) would not meet
+        set_float32_precision("highest")
+
+
+def require_extra(extra: str, available: bool, why: str = "") -> None:
+    """Skips a test whose optional extra (``plot``, ``export-<backend>``) is not installed,
+    naming it; fails instead where the extras must be there (``ZOO_REQUIRE_EXTRAS=1``: the
+    nox sessions, which install them)."""
+    if available:
+        return
+    message = f"needs the {extra!r} extra (pip install 'keras-model-zoo[{extra}]')"
+    message += f": {why}" if why else ""
+    if extras_required():
+        pytest.fail(f"{message}; ZOO_REQUIRE_EXTRAS=1 says it is installed here")
+    pytest.skip(message)
+
+
+def require_export(fmt: str) -> None:
+    """``require_extra`` for exporting ``fmt`` from this backend (docs/export.md)."""
+    from zoo.export import supported
+
+    ok, why = supported(fmt)
+    missing = not ok and "needs" in why  # an unsupported combination is not an extra
+    require_extra(f"export-{keras.backend.backend()}", not missing, why)
+
+
+def require_plot() -> None:
+    from zoo.plotting import INSTALL_HINT, plotting_available
+
+    require_extra("plot", plotting_available(), INSTALL_HINT)
 
 
 #: The backend whose session runs the tests marked ``one_backend``: the heavy checks of
@@ -65,3 +99,20 @@ def pytest_collection_modifyitems(config, items):
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)
         items[:] = kept
+
+
+def export_format_here() -> str | None:
+    """A format this backend exports with its extra installed (onnx first), or None;
+    where the extras must be there (``ZOO_REQUIRE_EXTRAS=1``) one must be."""
+    from zoo.export import supported
+
+    for fmt in ("onnx", "savedmodel"):
+        if supported(fmt)[0]:
+            return fmt
+    if extras_required():
+        require_extra(f"export-{keras.backend.backend()}", False, "no export format works here")
+    return None
+
+
+def extras_required() -> bool:
+    return os.environ.get("ZOO_REQUIRE_EXTRAS") == "1"

@@ -19,10 +19,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import export_format_here
 
 import zoo
 from zoo import cli
-from zoo.export import supported
 from zoo.training import evaluate
 
 RUNS = Path(__file__).parent / "runs"
@@ -56,8 +56,10 @@ def test_a_run_of_any_backend_is_evaluated_predicted_exported_and_preset_here(
     assert cli.main(["preset", str(run), "-o", str(tmp_path / "preset")]) == 0
     restored = zoo.create("linear_regression", preset=tmp_path / "preset")
     np.testing.assert_allclose(restored.predict(x, verbose=0), np.load(tmp_path / "y"), rtol=1e-6)
-    fmt = "onnx" if supported("onnx")[0] else "savedmodel"
-    assert cli.main(["export", str(run), "--format", fmt, "-o", str(tmp_path / "exported")]) == 0
+    fmt = export_format_here()  # None where the export extra is missing (not in nox)
+    if fmt is not None:
+        argv = ["export", str(run), "--format", fmt, "-o", str(tmp_path / "exported")]
+        assert cli.main(argv) == 0
     capsys.readouterr()
 
 

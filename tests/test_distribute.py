@@ -446,3 +446,31 @@ else:
 def test_model_parallel_names_the_models_it_splits():
     with pytest.raises(ValueError, match=r"one of \['ticket_router', 'vgg19_features'\]"):
         distribute.model_parallel("mnist_mlp")
+
+
+def test_processes_get_a_gpu_each_or_all_train_on_cpus(monkeypatch):
+    """``--processes N`` with M GPUs (a faked count): N <= M gives each worker one GPU
+    (torch by LOCAL_RANK, JAX and TensorFlow by what they see); N > M puts every worker
+    on the CPUs, said in one line; no GPU changes nothing."""
+    from zoo import launch
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert launch.device_env("torch", 1, 2, 0) == {} and launch.devices_note(2, 0) is None
+    assert launch.device_env("torch", 1, 2, 2) == {}  # LOCAL_RANK=1 picks cuda:1
+    assert launch.worker_env("torch", 1, 2, [1, 2])["LOCAL_RANK"] == "1"
+    assert launch.device_env("jax", 1, 2, 4) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert launch.device_env("tensorflow", 0, 2, 4) == {"CUDA_VISIBLE_DEVICES": "0"}
+    for backend in ("torch", "jax", "tensorflow"):
+        assert launch.device_env(backend, 1, 2, 1) == {
+            "CUDA_VISIBLE_DEVICES": "",
+            "JAX_PLATFORMS": "cpu",
+        }
+    assert launch.devices_note(2, 1) == (
+        "zoo: --processes 2 is more than the 1 GPU(s) here: the workers train on CPUs "
+        "(gloo); pass --processes 1 or fewer for one GPU each"
+    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the GPUs this process was given
+    assert launch.gpu_count() == 2
+    assert launch.device_env("jax", 1, 2, 2) == {"CUDA_VISIBLE_DEVICES": "5"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert launch.gpu_count() == 0

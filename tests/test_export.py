@@ -7,6 +7,7 @@ extra of its backend, so a format that should work and does not is a failure her
 
 import keras
 import pytest
+from conftest import require_export
 
 import zoo
 from zoo import cli
@@ -35,6 +36,8 @@ MODELS = {
 
 def test_the_support_table_holds_here():
     for fmt in ("savedmodel", "onnx"):
+        if SUPPORT[BACKEND, fmt]:
+            require_export(fmt)
         ok, why = supported(fmt)
         assert ok == SUPPORT[BACKEND, fmt], why
 
@@ -49,6 +52,7 @@ REFUSED = {
 @pytest.mark.parametrize("fmt", WORKS)
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_export_reloads_with_the_models_outputs(name, fmt, tmp_path):
+    require_export(fmt)
     keras.utils.set_random_seed(0)
     model = zoo.create(name, **MODELS[name])
     path = tmp_path / (f"{name}.onnx" if fmt == "onnx" else name)
@@ -79,6 +83,7 @@ def test_an_unsupported_combination_is_one_clear_line(tmp_path):
 
 def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monkeypatch):
     fmt = WORKS[0]
+    require_export(fmt)
     reload = zoo_export._reload_outputs
     monkeypatch.setattr(
         zoo_export,
@@ -92,6 +97,7 @@ def test_an_export_that_does_not_reproduce_the_model_is_not_kept(tmp_path, monke
 
 def test_cli_export_and_preset_of_a_run(tmp_path, capsys):
     run, fmt = tmp_path / "run", WORKS[-1]
+    require_export(fmt)
     train("mnist_mlp", epochs=1, out=run, verbose=0)
     out = tmp_path / ("model.onnx" if fmt == "onnx" else "served")
     assert cli.main(["export", str(run), "--format", fmt, "-o", str(out)]) == 0

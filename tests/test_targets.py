@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import require_export, require_plot
 
 import zoo
 from zoo import cli
@@ -87,6 +88,10 @@ COMMANDS = {
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_overwrite_never_replaces_what_the_zoo_does_not_own(command, place, capsys):
+    if command == "export":
+        require_export(EXPORT_FORMAT)
+    if command == "plot":
+        require_plot()
     argv, sources = COMMANDS[command]
     before = _snapshot(place)
     for victim in dict.fromkeys(VICTIMS + sources):
@@ -123,6 +128,7 @@ def test_overwrite_replaces_the_zoos_own_artifact_of_the_same_kind(place, tmp_pa
     assert cli.main(["preset", str(run), "-o", str(preset), "--overwrite"]) == 0
     zoo.load_preset(preset)  # whole again: every file hash-checked
     # one kind is not another: an export path is not a preset folder, nor the reverse
+    require_export(EXPORT_FORMAT)
     out = tmp_path / ("model.onnx" if EXPORT_FORMAT == "onnx" else "served")
     assert cli.main(["export", str(run), "--format", EXPORT_FORMAT, "-o", str(out)]) == 0
     assert kind_of(out) == EXPORT_FORMAT

@@ -39,6 +39,7 @@ _EXPORTS = {
     "sample_inputs": "zoo.inputs",
     "predict_numpy": "zoo.inputs",
     "predict": "zoo.performance",
+    "set_float32_precision": "zoo.precision",
     "save_preset": "zoo.presets",
     "preset_from_run": "zoo.presets",
     "check_inputs": "zoo.utils",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from zoo.models.ticket_router import compile_ticket_router, ticket_router
     from zoo.models.vgg import vgg19_features
     from zoo.performance import predict
+    from zoo.precision import set_float32_precision
     from zoo.presets import preset_from_run, save_preset
     from zoo.registry import ModelSpec, Recipe, register, register_recipe
     from zoo.utils import check_inputs, feature_extractor

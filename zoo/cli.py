@@ -44,6 +44,15 @@ def _add_overwrite(parser: argparse.ArgumentParser, kind: str) -> None:
     )
 
 
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=("highest", "tf32"),
+        help="float32 matrix precision on a GPU (zoo.set_float32_precision): highest (full "
+        "float32) or tf32 (faster, about 1e-3 off); default: the backend's own",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="Keras 3 model zoo.")
     add_backend_argument(parser)
@@ -105,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
         "torchrun or srun (torch: DistributedDataParallel; jax: jax.distributed; "
         "tensorflow: MultiWorkerMirroredStrategy); see docs/distribute.md",
     )
+    _add_precision(p)
+    p.add_argument(
+        "--dtype-policy",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras's dtype policy for the model (default float32): mixed_bfloat16 or "
+        "mixed_float16 compute in 16 bits with float32 weights (mixed_float16 scales the "
+        "loss); recorded in the run's config",
+    )
     p.add_argument(
         "--processes",
         type=int,
@@ -116,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="evaluate a finished run on its test split")
     p.add_argument("run")
     p.add_argument("--dataset", help="another dataset the model's recipe takes")
+    _add_precision(p)
     p = commands.add_parser(
         "predict",
         help="run a finished run's model on a .npy file",
@@ -136,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         help="predict even when the input holds NaN or inf values, or the outputs do",
     )
     _add_overwrite(p, "a numpy file")
+    _add_precision(p)
     p = commands.add_parser(
         "export",
         help="export a finished run's model (SavedModel or ONNX), reloaded and checked",
@@ -215,6 +234,9 @@ def _main(argv=None) -> int:
 def _run(args) -> int:
     import zoo  # imported only now, after the backend is set
 
+    if getattr(args, "precision", None):
+        zoo.set_float32_precision(args.precision)
+
     if args.command == "list":
         for name in zoo.list_models(args.pattern):
             print(f"{name:24s} {zoo.describe(name).summary}")
@@ -283,6 +305,9 @@ def _launch(args) -> int:
     ):
         if value is not None:
             worker += [flag, str(value)]
+    for flag, value in (("--precision", args.precision), ("--dtype-policy", args.dtype_policy)):
+        if value is not None:
+            worker += [flag, value]
     worker += ["--distribute", "data"] + (["--quiet"] if args.quiet else [])
     backend = args.backend or os.environ.get("KERAS_BACKEND") or use_backend(None)
     return launch.launch(worker, args.processes, backend)
@@ -310,6 +335,7 @@ def _train(args) -> int:
             verbose=2 if args.quiet else "auto",
             fast=args.fast,
             distribute=args.distribute,
+            dtype_policy=args.dtype_policy,
         )
     except KeyboardInterrupt as interrupt:
         return _interrupted(interrupt, out)

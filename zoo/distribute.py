@@ -313,7 +313,14 @@ def _torch_ddp(batch_size) -> DistPlan:
     if not dist.is_initialized():
         cuda = torch.cuda.is_available()
         if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if local >= count:
+                raise ValueError(
+                    f"LOCAL_RANK {local} has no GPU of its own ({count} here): start at most "
+                    f"{count} processes per host, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to "
+                    "train on CPUs; zoo train --processes does the latter by itself"
+                )
+            torch.cuda.set_device(local)
         # env:// reads MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE (torchrun, zoo.launch)
         dist.init_process_group("nccl" if cuda else "gloo")
 

@@ -33,7 +33,16 @@ import sys
 import tempfile
 import time
 
-__all__ = ["WORKER_VARIABLES", "launch", "process_index_from_env", "tf_workers", "worker_env"]
+__all__ = [
+    "WORKER_VARIABLES",
+    "device_env",
+    "devices_note",
+    "gpu_count",
+    "launch",
+    "process_index_from_env",
+    "tf_workers",
+    "worker_env",
+]
 
 #: How long the workers have to stop after SIGTERM before they get SIGKILL.
 STOP_GRACE_S = 5.0
@@ -106,6 +115,46 @@ def worker_env(backend: str, rank: int, processes: int, ports: list[int]) -> dic
     raise ValueError(f"backend must be one of ['tensorflow', 'jax', 'torch'], got {backend!r}")
 
 
+def gpu_count() -> int:
+    """The NVIDIA GPUs this process may use, read without starting a backend:
+    ``CUDA_VISIBLE_DEVICES`` when set, else ``nvidia-smi -L``'s lines (0 without it)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+
+
+def device_env(backend: str, rank: int, processes: int, gpus: int) -> dict[str, str]:
+    """The devices worker ``rank`` of ``processes`` trains on, with ``gpus`` GPUs here:
+    none (CPUs) without GPUs; one GPU each when ``processes <= gpus`` (torch picks it by
+    ``LOCAL_RANK``; JAX and TensorFlow see only their own); CPUs for all when there are
+    fewer GPUs than processes, since two processes on one GPU would each ask for a
+    device of their own (torch: ``invalid device ordinal``)."""
+    if gpus == 0:
+        return {}
+    if processes > gpus:
+        return {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+    if backend == "torch":
+        return {}  # every GPU visible; LOCAL_RANK (worker_env) picks this one's
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(gpus)]
+    return {"CUDA_VISIBLE_DEVICES": ids[rank]}
+
+
+def devices_note(processes: int, gpus: int) -> str | None:
+    """The one line the launcher prints when the workers do not get a GPU each."""
+    if 0 < gpus < processes:
+        return (
+            f"zoo: --processes {processes} is more than the {gpus} GPU(s) here: the workers "
+            f"train on CPUs (gloo); pass --processes {gpus} or fewer for one GPU each"
+        )
+    return None
+
+
 def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
     """Linux: the worker gets SIGKILL if the launcher dies, so none is left behind."""
     with contextlib.suppress(OSError, AttributeError):
@@ -151,6 +200,10 @@ def launch(worker_args: list[str], processes: int, backend: str) -> int:
     returns 0 when all of them succeed, else 1 (130 on Ctrl-C), having stopped the rest."""
     ports = _free_ports(processes)
     threads = str(max(1, (os.cpu_count() or 1) // processes))
+    gpus = gpu_count()
+    note = devices_note(processes, gpus)
+    if note:
+        print(note, file=sys.stderr)
     with contextlib.ExitStack() as stack:
         # process 0 prints here; the others' output is kept to report their failure
         logs = [None] + [stack.enter_context(tempfile.TemporaryFile()) for _ in ports[1:]]
@@ -159,6 +212,7 @@ def launch(worker_args: list[str], processes: int, backend: str) -> int:
             for rank, log in enumerate(logs):
                 env = {**os.environ, "KERAS_BACKEND": backend}
                 env.update(worker_env(backend, rank, processes, ports))
+                env.update(device_env(backend, rank, processes, gpus))
                 env.setdefault("OMP_NUM_THREADS", threads)  # as torchrun: no oversubscribed cores
                 workers.append(
                     subprocess.Popen(

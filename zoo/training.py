@@ -34,6 +34,7 @@ from zoo import _validation as check
 from zoo import datasets, interrupts, performance
 from zoo import distribute as dist_lib
 from zoo.factory import create, describe
+from zoo.precision import float32_precision
 from zoo.registry import Recipe, get_recipe
 from zoo.rundir import RunDir, RunDirError
 from zoo.zoo_model import VERSION, identity
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "mnist_mlp"
+#: Keras dtype policies a run can train under (``--dtype-policy``).
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class TrainingError(RuntimeError):
@@ -83,9 +86,12 @@ class TrainArgs:
     overrides: dict[str, Any]
     fast: str
     recipe: Recipe = field(repr=False)
+    dtype_policy: str = "float32"
 
     @classmethod
-    def check(cls, model_name, dataset, epochs, batch_size, seed, overrides, fast) -> TrainArgs:
+    def check(
+        cls, model_name, dataset, epochs, batch_size, seed, overrides, fast, dtype_policy=None
+    ) -> TrainArgs:
         recipe = recipe_for(model_name)
         dataset = recipe.datasets[0] if dataset is None else dataset
         if dataset not in recipe.datasets:
@@ -109,6 +115,7 @@ class TrainArgs:
             overrides=dict(overrides or {}),
             fast=check.one_of("fast", fast, performance.MODES),
             recipe=recipe,
+            dtype_policy=check.one_of("dtype_policy", dtype_policy or "float32", DTYPE_POLICIES),
         )
 
     def config(self) -> dict[str, Any]:
@@ -121,13 +128,20 @@ class TrainArgs:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "backend": keras.backend.backend(),
+            # only when not float32, so that runs from before the option still resume
+            **({"dtype_policy": self.dtype_policy} if self.dtype_policy != "float32" else {}),
         }
 
     def build(self) -> keras.Model:
-        """The seeded, compiled model."""
+        """The seeded, compiled model, its layers made under the run's dtype policy."""
         keras.utils.set_random_seed(self.seed)
-        model = create(self.model, **self.overrides)
-        self.recipe.compile(model)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.dtype_policy)
+        try:
+            model = create(self.model, **self.overrides)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        self.recipe.compile(model)  # Keras scales the loss itself under mixed_float16
         return model
 
 
@@ -367,6 +381,7 @@ def _finish(run, model, args, data, plan, settings, wall_time, history) -> dict[
         "versions": _versions(),
         "wall_time_s": round(wall_time, 3),  # this process's fit (after a resume: the rest)
         "speed_settings": settings.as_dict(),
+        "float32_precision": float32_precision(),
         "distribution": plan.as_dict(),
     }
     run.write_metrics(metrics)
@@ -386,6 +401,7 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     fast: str = "auto",
     distribute: str | None = None,
+    dtype_policy: str | None = None,
 ) -> dict[str, Any]:
     """Trains ``model_name`` on ``dataset`` and returns its metrics (also in
     ``RUN/metrics.json``). Run it again with the same arguments after an
@@ -405,6 +421,8 @@ def train(
         callbacks: more Keras callbacks, run before the run's own.
         fast: the backend's speed settings, ``"auto"``, ``"on"`` or ``"off"`` (see
             ``fit`` and ``zoo.performance``); they do not change the results.
+        dtype_policy: Keras's dtype policy for the model's layers, one of
+            ``DTYPE_POLICIES`` (None: float32); recorded in config.json.
         distribute: ``"data"`` to train data-parallel (over all local devices on JAX
             and TensorFlow; over the processes of ``torchrun`` or ``zoo train --processes
             N``; see ``zoo.distribute``), None for one device.
@@ -421,7 +439,9 @@ def train(
         >>> from zoo.training import train
         >>> metrics = train("mnist_mlp", epochs=1, out="/tmp/run")  # doctest: +SKIP
     """
-    args = TrainArgs.check(model_name, dataset, epochs, batch_size, seed, overrides, fast)
+    args = TrainArgs.check(
+        model_name, dataset, epochs, batch_size, seed, overrides, fast, dtype_policy
+    )
     plan = dist_lib.plan(distribute, args.batch_size)  # errors before any file is written
     # Ctrl-C / SIGTERM stop at the next safe point (interrupts.check), one process only
     with interrupts.handled(plan.processes == 1):
