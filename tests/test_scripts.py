@@ -2,6 +2,7 @@
 backend, the others in one backend's session (see ``ONE`` below)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,42 @@ def test_toy_resnet_script_without_cifar10_says_where_to_put_it(tmp_path):
     else:
         assert result.returncode == 2
         assert str(env_home / "datasets") in result.stderr and "digits" in result.stderr
+
+
+@ONE
+def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
+    """scripts/gpu_check.py with --allow-no-gpu: the device check, the default train, a
+    slice of the suite and a quick benchmark, one markdown report; without the flag a
+    machine with no GPU fails the check."""
+    report = tmp_path / "report.md"
+    argv = [
+        sys.executable,
+        str(SCRIPTS / "gpu_check.py"),
+        "--backends",
+        BACKEND,
+        "--report",
+        str(report),
+        "--workers",
+        "1",
+        "--train-args",
+        "linear_regression --epochs 1",
+        "--suite-args",
+        "tests/test_house.py",
+        "--bench-args",
+        "--quick --models mnist_mlp --no-side-by-side",
+    ]
+    done = subprocess.run([*argv, "--allow-no-gpu"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    text = report.read_text()
+    assert f"## {BACKEND}" in text and "GPU: False" in text
+    assert "- default train: exit 0" in text and "test metrics:" in text
+    assert re.search(r"- suite \(`-n 1`\): exit 0, \d+ s, \d+ passed", text), text
+    assert "- benchmark: exit 0" in text and "| `mnist_mlp` |" in text
+    assert text.rstrip().endswith("passed")
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and "the backend sees no GPU" in report.read_text()
+    (tmp_path / "wheels").mkdir()
+    empty = subprocess.run(
+        [*argv, "--wheels", str(tmp_path / "wheels")], capture_output=True, text=True
+    )
+    assert empty.returncode == 1 and "holds no .whl file" in empty.stderr
