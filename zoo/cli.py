@@ -186,10 +186,9 @@ def _one_line(err: BaseException, args=None) -> str:
     elif isinstance(err, ImportError):
         missing = getattr(err, "name", None) or str(err)
         backend = os.environ.get("KERAS_BACKEND", "")
-        hint = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
         text = f"{missing!r} is not installed ({err})" + (
-            f"; --backend {backend} needs it: pip install 'keras-model-zoo[{hint}]'"
-            if hint and str(missing).split(".")[0] in (hint, "tensorflow", "jax", "torch")
+            f"; --backend {backend} needs it: pip install 'keras-model-zoo[{backend}]'"
+            if str(missing).split(".")[0] == backend and backend in BACKENDS
             else "; install it, or choose another --backend"
         )
     elif isinstance(err, MemoryError):
@@ -352,11 +351,11 @@ def _interrupted(interrupt: KeyboardInterrupt, out) -> int:
     from zoo.interrupts import RunInterrupted
     from zoo.rundir import RunDir
 
-    kept = RunDir(out).checkpoints()
+    run = RunDir(out)
+    epochs = run.checkpointed_epochs()
     what = str(interrupt) if isinstance(interrupt, RunInterrupted) else "Ctrl-C"
-    if kept:
-        epochs = int(kept[0].stem.split("-")[1])
-        state = f"{epochs} completed epoch(s) are checkpointed in {str(kept[0].parent)!r}"
+    if epochs:
+        state = f"{epochs} completed epoch(s) are checkpointed in {str(run.checkpoint_dir)!r}"
         todo = "run the same command again to resume"
     else:
         state = "no epoch had completed, so there is nothing to resume"

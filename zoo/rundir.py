@@ -365,6 +365,11 @@ class RunDir:
         found = [p for p in self.checkpoint_dir.iterdir() if _CHECKPOINT.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(_CHECKPOINT.fullmatch(p.name)[1]), reverse=True)
 
+    def checkpointed_epochs(self) -> int:
+        """How many epochs the newest checkpoint file holds by its name (0: none)."""
+        found = self.checkpoints()
+        return int(_CHECKPOINT.fullmatch(found[0].name)[1]) if found else 0
+
     @staticmethod
     def _variables(model) -> tuple[list, list]:
         optimizer = getattr(model, "optimizer", None)
