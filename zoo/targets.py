@@ -24,6 +24,8 @@ import json
 import os
 from pathlib import Path
 
+from zoo._io import file_kind
+
 __all__ = ["KINDS", "TargetError", "check_target", "kind_of", "mark_onnx", "mark_savedmodel"]
 
 #: What each kind of artifact is called in messages.
@@ -91,10 +93,12 @@ def kind_of(path: str | os.PathLike) -> str | None:
         return None
     if not path.is_file():
         return None
-    head = _head(path)
-    if head[:6] == b"\x93NUMPY" or head[:4] == b"PK\x03\x04":
-        return "arrays"
-    if head.startswith(_IMAGE_HEADS):
+    try:
+        if file_kind(path) is not None:  # a .npy, or a zip archive as numpy's .npz
+            return "arrays"
+    except OSError:  # unreadable: not one of the zoo's
+        return None
+    if _head(path).startswith(_IMAGE_HEADS):
         return "image"
     if path.suffix == ".onnx" and _is_onnx_export(path):
         return "onnx"
