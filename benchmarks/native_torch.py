@@ -6,7 +6,8 @@ channels-first memory: measured 2026-11-28, eager, batch 64, conv_autoencoder
 loop and RMSprop or Adam written with ``torch._foreach_*`` ops (as ``torch.optim``'s fast
 path does), with Keras's epsilon placement. The benchmark times it twice, eager and with
 the step under ``torch.compile`` (``compiled=True``), and compares the zoo with the
-faster."""
+faster. On a machine with a GPU the model, its data and each batch's indices live on
+the GPU (``DEVICE``), as the zoo's tensors do under Keras's torch backend."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from benchmarks.common import (
 )
 
 CONVOLUTIONAL = ("toy_resnet", "conv_autoencoder")
+# where Keras's torch backend puts tensors: the GPU when torch sees one
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class MLP(nn.Module):
@@ -143,6 +146,7 @@ def build(architecture: str, weights: list[np.ndarray], dropout: float = 0.5) ->
         for (p, transpose), w in zip(_keras_order(model), weights, strict=True):
             w = w.T if transpose and w.ndim == 2 else w.transpose(3, 2, 0, 1) if transpose else w
             p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    model = model.to(DEVICE)
     if architecture in CONVOLUTIONAL:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -153,10 +157,10 @@ def _tensors(x):
     memory, no copy), word ids as int64."""
     if isinstance(x, dict):
         return {
-            k: torch.from_numpy(v.astype("int64") if v.dtype.kind == "i" else v)
+            k: torch.from_numpy(v.astype("int64") if v.dtype.kind == "i" else v).to(DEVICE)
             for k, v in x.items()
         }
-    x = torch.from_numpy(x)
+    x = torch.from_numpy(x).to(DEVICE)
     return x if x.ndim == 2 else x.permute(0, 3, 1, 2)
 
 
@@ -170,13 +174,14 @@ class Trainer:
         self.y = (
             _tensors(y)
             if architecture in ("conv_autoencoder", "ticket_router")
-            else torch.from_numpy(y).long()
+            else torch.from_numpy(y).long().to(DEVICE)
         )
         self.params = [p for p, _ in _keras_order(self.model)]
         self.adam = uses_adam(architecture)
         self.slots = [torch.zeros_like(p) for p in self.params]  # RMSprop's v, Adam's m
         self.slots_2 = [torch.zeros_like(p) for p in self.params] if self.adam else []  # Adam's v
-        self.t = torch.zeros(())  # Adam's step count, a tensor so that compiling keeps it
+        # Adam's step count, a tensor so that compiling keeps it
+        self.t = torch.zeros((), device=DEVICE)
         if compiled:
             # one graph for the whole step: dynamo traces torch.autograd.grad only under
             # trace_autograd_ops (else it breaks the graph there), as the zoo's step does
@@ -229,11 +234,11 @@ class Trainer:
 
     def losses(self, order: np.ndarray) -> list[float]:
         """The loss of each batch of ``order`` (before its update)."""
-        return [float(self.step(torch.from_numpy(idx))) for idx in order]
+        return [float(self.step(torch.from_numpy(idx).to(DEVICE))) for idx in order]
 
     def train(self, order: np.ndarray) -> float:
         """Runs one step per row of ``order`` and returns the last loss."""
-        order = torch.from_numpy(order)
+        order = torch.from_numpy(order).to(DEVICE)
         for idx in order:
             loss = self.step(idx)
         return float(loss)

@@ -35,6 +35,17 @@ Usage::
     python scripts/benchmark.py --backend tensorflow --docs docs/benchmarks.md
     python scripts/benchmark.py --backend jax --quick               # a few steps: smoke test
 
+On a GPU (``--device gpu``, the default where the backend sees one) the defaults are a
+GPU's: batch 256, ``GPU_WINDOW_STEPS``, 2 windows, the zoo against the native forms
+(no guide code, no side-by-side worker: the machine is not shared), a 120 s budget
+(``--budget``: half of it for the models, half for the probe; a worker that would run
+past its share is stopped and named in the report),
+and the precision probe (``--mixed``) of toy_resnet and vgg19_features: training and
+predict samples/s in float32 with full precision, in float32 with TF32, and under
+``mixed_bfloat16``, with the TFLOP/s they reach and their share of the GPU's bf16
+matrix peak, measured in the same process (an 8192x8192x8192 bf16 product). Any flag
+given overrides the profile's value.
+
 It prints a markdown table and the ratios zoo/native and zoo/guide, and writes JSON
 (``--json``); ``--docs`` replaces this backend's section of ``docs/benchmarks.md``.
 """
@@ -67,6 +78,39 @@ SIDE_BY_SIDE = "side_by_side"  # the worker that alternates the zoo's and the na
 GUIDED = ("mnist_mlp", "toy_resnet")  # the models with the guide's compile + fit code
 # Steps per timed window: an MNIST epoch for the MLP, fewer for the slower models.
 WINDOW_STEPS = {"mnist_mlp": 938, "toy_resnet": 15, "conv_autoencoder": 40, "ticket_router": 60}
+# The GPU profile: steps per window at batch 256, a window of a few tenths of a second or
+# more on an H200 while the whole benchmark of a backend stays within its budget
+GPU_WINDOW_STEPS = {
+    "mnist_mlp": 200,
+    "toy_resnet": 60,
+    "conv_autoencoder": 100,
+    "ticket_router": 100,
+}
+GPU_PROFILE = {
+    "models": ["mnist_mlp", "toy_resnet"],
+    "impls": ["zoo", "native", "native_compiled"],
+    "batch_size": 256,
+    "windows": 2,
+    "side_by_side": False,
+    "budget": 120.0,
+    "mixed": ["toy_resnet", "vgg19_features"],
+}
+CPU_PROFILE = {
+    "models": list(MODELS),
+    "impls": list(IMPLS),
+    "batch_size": 64,
+    "windows": 5,
+    "side_by_side": True,
+    "budget": None,
+    "mixed": [],
+}
+# The precision probe: the models, their batch and steps per window on a GPU (vgg19 at
+# 224x224, the ImageNet size), and the settings each is timed under
+PROBE_MODELS = ("toy_resnet", "vgg19_features")
+PROBE_BATCH = {"toy_resnet": 256, "vgg19_features": 64}
+PROBE_STEPS = {"toy_resnet": 30, "vgg19_features": 10}
+PROBE_SETTINGS = (("float32", "highest"), ("float32", "tf32"), ("mixed_bfloat16", "tf32"))
+PROBE = "precision_probe"  # the worker that runs the probe of one model
 CHECK_STEPS = 10  # steps of the equivalence check
 CHECK_RTOL = 1e-3  # relative tolerance of the equivalence check (float32, 10 steps)
 
@@ -159,9 +203,17 @@ def _zoo_fit(model, x, y, args, timer):
     return settings
 
 
+def _steps(args, model_name) -> int:
+    """Steps per timed window: ``--window-steps``, else the device profile's."""
+    return (
+        args.window_steps
+        or (GPU_WINDOW_STEPS if args.device == "gpu" else WINDOW_STEPS)[model_name]
+    )
+
+
 def _keras_training(impl, model_name, args):
     """Trains through ``fit`` for 1 + windows epochs of one window each."""
-    steps = args.window_steps or WINDOW_STEPS[model_name]
+    steps = _steps(args, model_name)
     x, y = _take(_data(model_name, steps * args.batch_size), steps * args.batch_size)
     epochs = 1 + args.windows
     if impl == "zoo":
@@ -186,7 +238,7 @@ def _native_training(model_name, args, backend, compiled=False):
     from benchmarks.common import batch_order, keras_weights
 
     native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
-    steps = args.window_steps or WINDOW_STEPS[model_name]
+    steps = _steps(args, model_name)
     x, y = _data(model_name, steps * args.batch_size)
     options = {"compiled": True} if compiled else {}
     weights = keras_weights(_zoo_model(model_name))
@@ -208,14 +260,22 @@ _FRAMEWORK = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
 
 def _check(impl, model_name, backend):
     """Whether ``impl`` computes what the zoo model computes, from the same weights."""
+    if impl == "zoo":
+        return {}
+    from zoo.precision import float32_precision_scope
+
+    # full float32 for the check, whatever the timed runs use: TF32 moves a loss by 1e-3
+    with float32_precision_scope("highest"):
+        return _checked(impl, model_name, backend)
+
+
+def _checked(impl, model_name, backend):
     import importlib
 
     import numpy as np
 
     from benchmarks.common import batch_order, keras_weights, take
 
-    if impl == "zoo":
-        return {}
     x, y = _data(model_name, 4 * 64)
     if impl == "guide":
         from benchmarks import guide
@@ -268,7 +328,7 @@ def _side_by_side(model_name, args, backend) -> dict:
     from benchmarks.common import batch_order, keras_weights
 
     native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
-    steps = args.window_steps or WINDOW_STEPS[model_name]
+    steps = _steps(args, model_name)
     samples = steps * args.batch_size
     x, y = _take(_data(model_name, samples), samples)
     model = _zoo_model(model_name)
@@ -298,22 +358,182 @@ def _side_by_side(model_name, args, backend) -> dict:
     return rates
 
 
-def _inference(impl, model, model_name, args):
+def _inference(impl, model, model_name, args, data=None, batch_size=256):
     import zoo
 
     n = args.infer_samples
-    x, _ = _data(model_name, n, seed=3)
+    x = _data(model_name, n, seed=3)[0] if data is None else data
+    n = _count(x)
     times = []
     for _ in range(1 + args.windows):
         t = time.perf_counter()
         if impl in NATIVE:
-            model.predict(x, 256)
-        elif impl == "zoo":
-            zoo.predict(model, x, batch_size=256, fast=args.fast)
+            model.predict(x, batch_size)
+        elif impl in ("zoo", "zoo_auto"):
+            fast = "auto" if impl == "zoo_auto" else args.fast
+            zoo.predict(model, x, batch_size=batch_size, fast=fast)
         else:  # the guide's code: Keras's own predict
-            model.predict(x, batch_size=256, verbose=0)
+            model.predict(x, batch_size=batch_size, verbose=0)
         times.append(time.perf_counter() - t)
     return [n / s for s in times[1:]]
+
+
+def forward_flops(model) -> float:
+    """Floating-point operations of one sample's forward pass through the convolutions
+    and dense layers (2 per multiply-add; the rest is a rounding error for the probed
+    models), nested models included."""
+    import math
+
+    import keras
+
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += forward_flops(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.shape  # (kh, kw, in / groups, out)
+            total += 2 * math.prod(layer.output.shape[1:3]) * math.prod(kernel)
+        elif isinstance(layer, keras.layers.Dense):
+            kernel = layer.kernel.shape
+            total += 2 * math.prod(layer.output.shape[1:-1]) * math.prod(kernel)
+    return total
+
+
+def bf16_peak_tflops(size: int = 8192, repeats: int = 10) -> float | None:
+    """This GPU's bf16 matrix rate, measured: ``size``-cubed products of random bf16
+    matrices, the mean of ``repeats`` after warm-ups; None without a GPU."""
+    import keras
+
+    from zoo.precision import accelerator_present
+
+    if not accelerator_present():
+        return None
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3):
+            a @ b
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        torch.cuda.synchronize()
+    elif backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        keys = jax.random.split(jax.random.key(0))
+        a, b = (jax.random.normal(k, (size, size), jnp.bfloat16) for k in keys)
+        matmul = jax.jit(jnp.matmul)
+        for _ in range(3):
+            matmul(a, b).block_until_ready()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = matmul(a, b)
+        out.block_until_ready()
+    else:
+        import tensorflow as tf
+
+        a = tf.random.normal((size, size), dtype=tf.bfloat16)
+        b = tf.random.normal((size, size), dtype=tf.bfloat16)
+        for _ in range(3):
+            tf.matmul(a, b).numpy()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = tf.matmul(a, b)
+        out.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def _probe_model(model_name: str, policy: str, image: int):
+    """The probed model built under ``policy`` and compiled: its recipe for toy_resnet;
+    for vgg19_features (no recipe: a feature extractor) Adam and the mean squared error
+    of its last pooling's features, a fine-tuning step as a throughput probe."""
+    import keras
+
+    import zoo
+    from zoo.training import recipe_for
+
+    keras.config.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        if model_name == "vgg19_features":
+            model = zoo.create(
+                model_name, input_shape=(image, image, 3), layer_names=["block5_pool"]
+            )
+            model.compile(optimizer="adam", loss="mse")
+        else:
+            model = zoo.create(model_name)
+            recipe_for(model_name).compile(model)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    return model
+
+
+def _probe_data(model, model_name, n):
+    import numpy as np
+
+    if model_name != "vgg19_features":
+        return _data(model_name, n)
+    x = np.random.default_rng(0).random((n, *model.inputs[0].shape[1:]), dtype=np.float32)
+    out = model.output["block5_pool"].shape[1:]
+    return x, {"block5_pool": np.zeros((n, *out), np.float32)}
+
+
+def _precision_probe(model_name: str, args) -> dict:
+    """Training and predict samples/s of ``model_name`` under each of ``PROBE_SETTINGS``
+    (the zoo's ``fit`` with ``fast="auto"``, what a user's run gets), the TFLOP/s
+    they reach (3 x the forward pass per trained sample) and their share of this
+    GPU's bf16 peak, measured here."""
+    from zoo.precision import float32_precision_scope
+    from zoo.training import fit
+
+    quick = args.window_steps is not None and args.window_steps < 5
+    image = 64 if quick else 224  # vgg19 at the ImageNet size; small for a smoke test
+    batch = 8 if quick else PROBE_BATCH[model_name]
+    steps = args.window_steps or PROBE_STEPS[model_name]
+    flops = forward_flops(_probe_model(model_name, "float32", image))
+    peak = bf16_peak_tflops()
+    rows = []
+    for policy, precision in PROBE_SETTINGS:
+        with float32_precision_scope(precision):
+            model = _probe_model(model_name, policy, image)
+            x, y = _probe_data(model, model_name, steps * batch)
+            timer = _Timer(time.perf_counter())
+            fit(
+                model,
+                x,
+                y,
+                batch_size=batch,
+                epochs=1 + args.windows,
+                callbacks=[timer],
+                verbose=0,
+                fast="auto",
+            )
+            train = statistics.median(steps * batch / s for s in timer.epochs[1:])
+            infer = _inference("zoo_auto", model, model_name, args, data=x, batch_size=batch)
+        tflops = 3 * flops * train / 1e12
+        rows.append(
+            {
+                "model": model_name,
+                "policy": policy,
+                "precision": precision,
+                "batch_size": batch,
+                "image": image if model_name == "vgg19_features" else None,
+                "train_samples_per_s": train,
+                "infer_samples_per_s": statistics.median(infer),
+                "first_step_s": timer.first_step,
+                "forward_gflop_per_sample": flops / 1e9,
+                "train_tflops": tflops,
+                "infer_tflops": flops * statistics.median(infer) / 1e12,
+                "bf16_peak_tflops": peak,
+                "share_of_bf16_peak": None if peak is None else tflops / peak,
+            }
+        )
+    return {"probe": rows}
 
 
 def worker(args) -> dict:
@@ -322,8 +542,14 @@ def worker(args) -> dict:
     backend = keras.backend.backend()
     model_name, impl = args.model, args.impl
     result = {"model": model_name, "impl": impl, "backend": backend}
+    if args.precision != "default":
+        from zoo.precision import set_float32_precision
+
+        set_float32_precision(args.precision)
     if impl == SIDE_BY_SIDE:
         return {**result, "rates": _side_by_side(model_name, args, backend)}
+    if impl == PROBE:
+        return {**result, **_precision_probe(model_name, args)}
     result.update(_check(impl, model_name, backend))
     keras.backend.clear_session()
     if impl in NATIVE:
@@ -370,7 +596,7 @@ def _versions(backend):
     }
 
 
-def _machine():
+def _machine(device="cpu"):
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -379,7 +605,33 @@ def _machine():
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} (CPU only)"
+    if device != "gpu":
+        return f"{cpu}, {os.cpu_count()} cores, {platform.system()} (CPU only)"
+    return f"{_gpu_name()}; {cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def _gpu_name() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    if backend == "jax":
+        import jax
+
+        return next(
+            (d.device_kind for d in jax.devices() if d.platform == "gpu"), "no GPU seen by JAX"
+        )
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return (
+        tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        if gpus
+        else "no GPU"
+    )
 
 
 def _merge(rounds: list[dict]) -> dict:
@@ -412,7 +664,24 @@ def _merge_side_by_side(model_name: str, rounds: list[dict]) -> dict:
 
 
 def run_all(args, backend) -> dict:
-    results, side_by_side = [], []
+    results, side_by_side, probe, stopped = [], [], [], []
+    start = time.monotonic()
+    # with a budget and a probe, the models' runs get half of it, so that a slow compile
+    # there cannot take the probe's share
+    share = 0.5 if args.mixed else 1.0
+    deadline = None if args.budget is None else start + args.budget * share
+
+    def run(model_name, impl, round_):
+        """A worker's result, or None (named in ``stopped``) when the budget ran out."""
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            stopped.append(f"{model_name} / {impl}: not started, its share of the budget spent")
+            return None
+        one = _run_worker(args, backend, model_name, impl, round_, timeout=left)
+        if one is None:
+            stopped.append(f"{model_name} / {impl}: stopped at the end of its share of the budget")
+        return one
+
     for model_name in args.models:
         impls = [
             impl
@@ -426,27 +695,42 @@ def run_all(args, backend) -> dict:
         paired = []
         for round_ in range(args.rounds):
             for impl in impls:
-                runs[impl].append(_run_worker(args, backend, model_name, impl, round_))
+                one = run(model_name, impl, round_)
+                if one is not None:
+                    runs[impl].append(one)
             if args.side_by_side and "zoo" in impls and set(impls) & set(NATIVE):
-                paired.append(_run_worker(args, backend, model_name, SIDE_BY_SIDE, round_))
-        results += [_merge(runs[impl]) for impl in impls]
+                one = run(model_name, SIDE_BY_SIDE, round_)
+                if one is not None:
+                    paired.append(one)
+        results += [_merge(runs[impl]) for impl in impls if runs[impl]]
         if paired:
             side_by_side.append(_merge_side_by_side(model_name, paired))
+    if args.budget is not None:
+        deadline = start + args.budget
+    for model_name in args.mixed:
+        one = run(model_name, PROBE, 0)
+        if one is not None:
+            probe += one["probe"]
     return {
         "backend": backend,
         "date": date.today().isoformat(),
-        "machine": _machine(),
+        "machine": _machine(args.device),
+        "device": args.device,
         "versions": _versions(backend),
         "batch_size": args.batch_size,
         "fast": args.fast,
+        "precision": args.precision,
         "rounds": args.rounds,
         "results": results,
         "side_by_side": side_by_side,
+        "probe": probe,
+        "stopped": stopped,
     }
 
 
-def _run_worker(args, backend, model_name, impl, round_) -> dict:
-    """One implementation of one model, timed in its own process."""
+def _run_worker(args, backend, model_name, impl, round_, timeout=None) -> dict | None:
+    """One implementation of one model, timed in its own process; None when it ran past
+    ``timeout`` seconds."""
     cmd = [
         sys.executable,
         __file__,
@@ -461,7 +745,10 @@ def _run_worker(args, backend, model_name, impl, round_) -> dict:
     ]
     round_note = f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else ""
     print(f"[{backend}] {model_name} / {impl}{round_note} ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
         raise SystemExit(f"benchmark: {model_name} / {impl} failed on {backend}")
@@ -571,7 +858,39 @@ def markdown(report) -> str:
     for row in ratios(report):
         cells = [f"{row[k]:.2f}x" if k in row else "-" for k in keys]
         lines.append(f"| `{row['model']}` | " + " | ".join(cells) + " |")
+    lines += _probe_markdown(report.get("probe", []))
+    if report.get("stopped"):
+        lines += ["", "Not measured: " + "; ".join(report["stopped"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _probe_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    peak = rows[0]["bf16_peak_tflops"]
+    lines = [
+        "",
+        'Precision probe: the zoo\'s `fit` and `predict` with `fast="auto"`; TFLOP/s from '
+        "the convolutions' and dense layers' operations (3 x the forward pass per trained "
+        "sample); the bf16 peak "
+        + ("measured here (8192-cubed bf16 products)" if peak else "not measured (no GPU)")
+        + (f": {peak:,.0f} TFLOP/s." if peak else "."),
+        "",
+        "| model | dtype policy | float32 matmuls | batch | forward GFLOP/sample "
+        "| train samples/s | train TFLOP/s | share of the bf16 peak | predict samples/s "
+        "| time to first step (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        share = "-" if r["share_of_bf16_peak"] is None else f"{r['share_of_bf16_peak']:.1%}"
+        size = f" ({r['image']}x{r['image']})" if r.get("image") else ""
+        lines.append(
+            f"| `{r['model']}`{size} | {r['policy']} | {r['precision']} | {r['batch_size']} | "
+            f"{r['forward_gflop_per_sample']:.3g} | {r['train_samples_per_s']:,.0f} | "
+            f"{r['train_tflops']:,.1f} | {share} | "
+            f"{r['infer_samples_per_s']:,.0f} | {r['first_step_s']:.2f} |"
+        )
+    return lines
 
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -685,10 +1004,18 @@ def update_docs(path: Path, backend: str, text: str) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_backend_argument(parser)
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--windows", type=int, default=5, help="timed windows (default 5)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="the profile's defaults: a GPU's (batch 256, longer windows, the zoo against "
+        "the native forms, a 120 s budget, the precision probe) or a CPU's; auto picks gpu "
+        "where the backend sees one",
+    )
+    parser.add_argument("--models", nargs="+", choices=MODELS)
+    parser.add_argument("--impls", nargs="+", choices=IMPLS)
+    parser.add_argument("--batch-size", type=int, help="default 64 (CPU), 256 (GPU)")
+    parser.add_argument("--windows", type=int, help="timed windows (default 5; 2 on a GPU)")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -699,9 +1026,28 @@ def parse_args(argv=None):
     parser.add_argument(
         "--side-by-side",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="also time the zoo and the native forms in one process, their windows "
-        "alternating, once per round (default: on)",
+        "alternating, once per round (default: on, off on a GPU)",
+    )
+    parser.add_argument(
+        "--mixed",
+        nargs="*",
+        choices=PROBE_MODELS,
+        help="the precision probe of these models (default: none; both on a GPU)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="seconds for all the workers; one still running at the end is stopped and "
+        "named (default: none; 120 on a GPU)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("default", "highest", "tf32"),
+        default="default",
+        help="float32 matrix precision of the timed runs (default: the backend's own; "
+        "the equivalence checks always run at highest)",
     )
     parser.add_argument("--infer-samples", type=int, default=4096)
     parser.add_argument(
@@ -723,12 +1069,27 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.windows, args.window_steps, args.infer_samples, args.fast = 2, 3, 256, "auto"
-    for name in ("batch_size", "windows", "rounds", "infer_samples"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.window_steps is not None and args.window_steps < 1:
-        parser.error(f"--window-steps must be >= 1, got {args.window_steps}")
+    for name in ("batch_size", "windows", "rounds", "infer_samples", "window_steps", "budget"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    return args
+
+
+def apply_profile(args, gpu: bool):
+    """Fills what the command line left unset from the device's profile (``--device
+    auto``: ``gpu`` says whether the backend sees a GPU) and the workers' arguments."""
+    if args.device == "auto":
+        args.device = "gpu" if gpu else "cpu"
+    elif args.device == "gpu" and not gpu and not args.worker:
+        raise SystemExit("benchmark: --device gpu but the backend sees no GPU; use --device cpu")
+    profile = GPU_PROFILE if args.device == "gpu" else CPU_PROFILE
+    for name, value in profile.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.passthrough = [
+        "--device",
+        args.device,
         "--batch-size",
         str(args.batch_size),
         "--windows",
@@ -737,6 +1098,8 @@ def parse_args(argv=None):
         str(args.infer_samples),
         "--fast",
         args.fast,
+        "--precision",
+        args.precision,
         *(["--window-steps", str(args.window_steps)] if args.window_steps else []),
     ]
     return args
@@ -745,6 +1108,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     backend = use_backend(args.backend)
+    from zoo.precision import accelerator_present
+
+    apply_profile(args, accelerator_present())
     if args.worker:
         print(json.dumps(worker(args)))
         return 0

@@ -2,6 +2,10 @@ import gc
 import itertools
 import os
 
+# Test processes share a GPU (pytest-xdist's workers, the training processes tests
+# start): JAX would reserve 75% of its memory in each at first use, so allocate on demand.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import keras
 import pytest
 

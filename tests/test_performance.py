@@ -789,6 +789,41 @@ def test_benchmark_rounds_pool_their_windows_and_keep_a_failed_check():
     assert merged["equivalent"] is False and merged["check"] == "checked False"
 
 
+def test_the_benchmarks_gpu_profile_fills_only_what_the_command_line_left(monkeypatch):
+    bench = _benchmark_module()
+    gpu = bench.apply_profile(bench.parse_args(["--windows", "4"]), gpu=True)
+    assert gpu.device == "gpu" and gpu.batch_size == 256 and gpu.windows == 4
+    assert gpu.mixed == ["toy_resnet", "vgg19_features"] and gpu.side_by_side is False
+    assert (
+        gpu.budget == 120
+        and bench._steps(gpu, "toy_resnet") == bench.GPU_WINDOW_STEPS["toy_resnet"]
+    )
+    assert "--device" in gpu.passthrough and "gpu" in gpu.passthrough
+    cpu = bench.apply_profile(bench.parse_args([]), gpu=False)
+    assert (cpu.device, cpu.batch_size, cpu.mixed, cpu.budget) == ("cpu", 64, [], None)
+    assert bench._steps(cpu, "toy_resnet") == bench.WINDOW_STEPS["toy_resnet"]
+    with pytest.raises(SystemExit, match="--device gpu but the backend sees no GPU"):
+        bench.apply_profile(bench.parse_args(["--device", "gpu"]), gpu=False)
+    # a worker past the budget is stopped and named; the probe keeps its half
+    calls = []
+
+    def worker(args, backend, model_name, impl, round_, timeout=None):
+        calls.append((impl, timeout))
+        rates = {"train_rates": [1.0], "infer_rates": [1.0]}
+        return None if impl == "zoo" else {"probe": [], **_row(model_name, impl, 1.0), **rates}
+
+    monkeypatch.setattr(bench, "_run_worker", worker)
+    monkeypatch.setattr(bench, "_versions", lambda backend: {})
+    argv = ["--models", "mnist_mlp", "--impls", "zoo", "native", "--no-side-by-side"]
+    argv += ["--mixed", "toy_resnet"]
+    args = bench.apply_profile(bench.parse_args([*argv, "--budget", "100"]), gpu=False)
+    report = bench.run_all(args, BACKEND)
+    assert [impl for impl, _ in calls] == ["zoo", "native", "precision_probe"]
+    assert 0 < calls[0][1] <= 50 < calls[-1][1] <= 100  # the models' half, then the rest
+    assert report["stopped"] == ["mnist_mlp / zoo: stopped at the end of its share of the budget"]
+    assert "Not measured: mnist_mlp / zoo: stopped" in bench.markdown(report)
+
+
 def test_the_paired_side_by_side_ratio_is_the_median_of_window_ratios():
     bench = _benchmark_module()
     # a slow spell over the zoo's first window and the native's last two: the medians

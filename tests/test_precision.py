@@ -11,7 +11,7 @@ import pytest
 import zoo
 from zoo import cli
 from zoo.inputs import predict_numpy, sample_inputs
-from zoo.precision import float32_precision, set_float32_precision
+from zoo.precision import float32_precision, float32_precision_scope, set_float32_precision
 from zoo.training import train
 
 BACKEND = keras.backend.backend()
@@ -35,23 +35,8 @@ EXPECTED = {
 def restored_precision():
     """The backend's flags put back as they were after the test."""
     before = float32_precision()
-    yield before
-    if BACKEND == "jax":
-        import jax
-
-        jax.config.update("jax_default_matmul_precision", before["jax_default_matmul_precision"])
-    elif BACKEND == "torch":
-        import torch
-
-        for key, value in before.items():
-            owner = torch.backends
-            for part in key.removesuffix(".fp32_precision").split("."):
-                owner = getattr(owner, part)
-            owner.fp32_precision = value
-    else:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_tensor_float_32_execution(before["tensor_float_32_execution"])
+    with float32_precision_scope("tf32"):
+        yield before
     assert float32_precision() == before
 
 
@@ -61,6 +46,14 @@ def test_the_switch_sets_the_backends_own_flags(restored_precision):
         assert float32_precision() == EXPECTED[BACKEND][precision]
     with pytest.raises(ValueError, match=r"precision must be one of \['highest', 'tf32'\]"):
         set_float32_precision("fast")
+    # the scope sets them for its block and puts back what was there before it
+    with float32_precision_scope("highest"):
+        assert float32_precision() == EXPECTED[BACKEND]["highest"]
+    assert float32_precision() == EXPECTED[BACKEND]["highest"]
+    set_float32_precision("tf32")
+    with float32_precision_scope("highest"):
+        pass
+    assert float32_precision() == EXPECTED[BACKEND]["tf32"]
 
 
 def test_highest_gives_the_plain_paths_outputs(restored_precision, tmp_path, capsys):

@@ -78,10 +78,11 @@ def test_toy_resnet_script_without_cifar10_says_where_to_put_it(tmp_path):
 
 @ONE
 def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
-    """scripts/gpu_check.py with --allow-no-gpu: the device check, the default train, a
-    slice of the suite and a quick benchmark, one markdown report; without the flag a
-    machine with no GPU fails the check."""
-    report = tmp_path / "report.md"
+    """scripts/gpu_check.py with --allow-no-gpu: the device check, TF32's effect on every
+    model, the default train and its startup, a quick benchmark with the precision probe
+    and a slice of the suite, one markdown report (every step's output kept with
+    --logs); without the flag a machine with no GPU fails the check."""
+    report, logs = tmp_path / "report.md", tmp_path / "logs"
     argv = [
         sys.executable,
         str(SCRIPTS / "gpu_check.py"),
@@ -96,19 +97,25 @@ def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
         "--suite-args",
         "tests/test_house.py",
         "--bench-args",
-        "--quick --models mnist_mlp --no-side-by-side",
+        "--quick --models mnist_mlp --impls zoo native --no-side-by-side --mixed toy_resnet",
     ]
     from zoo.precision import accelerator_present
 
     gpu = accelerator_present()
-    done = subprocess.run([*argv, "--allow-no-gpu"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*argv, "--allow-no-gpu", "--logs", str(logs)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     text = report.read_text()
     assert f"## {BACKEND}" in text and f"GPU: {gpu}" in text
-    assert "- default train: exit 0" in text and "test metrics:" in text
-    assert re.search(r"- suite \(`-n 1`\): exit 0, \d+ s, \d+ passed", text), text
-    assert "- benchmark: exit 0" in text and "| `mnist_mlp` |" in text
+    assert re.search(r"\| `vgg19_features` \| \d\.\de[+-]\d+ \|", text), text  # TF32's effect
+    assert "- `zoo train` (defaults): exit 0" in text and "test metrics:" in text
+    assert "| the device's first operation | " in text and "| the first training step | " in text
+    assert f"### {BACKEND}: benchmark, exit 0" in text and "| `mnist_mlp` | zoo |" in text
+    assert "| `toy_resnet` | mixed_bfloat16 | tf32 |" in text  # the precision probe
+    assert re.search(rf"### {BACKEND}: suite \(`-n 1`\), exit 0, \d+ s, \d+ passed", text), text
     assert text.rstrip().endswith("passed")
+    assert {p.name for p in logs.iterdir()} >= {f"{BACKEND}-suite.log", f"{BACKEND}-bench.log"}
     if not gpu:  # without the flag, a machine with no GPU fails the check
         refused = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         assert refused.returncode == 1 and "the backend sees no GPU" in report.read_text()

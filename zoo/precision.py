@@ -18,11 +18,20 @@ The test suite runs with ``"highest"`` wherever a GPU is present, as Keras's own
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
 
 from zoo import _validation as check
 
-__all__ = ["PRECISIONS", "accelerator_present", "float32_precision", "set_float32_precision"]
+__all__ = [
+    "PRECISIONS",
+    "accelerator_present",
+    "float32_precision",
+    "float32_precision_scope",
+    "set_float32_precision",
+]
 
 PRECISIONS = ("highest", "tf32")
 _TORCH_FLAGS = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")
@@ -71,6 +80,33 @@ def float32_precision() -> dict[str, str | bool | None]:
             "tensor_float_32_execution": tf.config.experimental.tensor_float_32_execution_enabled()
         }
     return {}
+
+
+@contextlib.contextmanager
+def float32_precision_scope(precision: str) -> Iterator[None]:
+    """``set_float32_precision(precision)`` for the block; the flags as they were after
+    it (a backend's own default included)."""
+    saved = float32_precision()
+    set_float32_precision(precision)
+    try:
+        yield
+    finally:
+        _restore(saved)
+
+
+def _restore(flags: dict) -> None:
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", flags["jax_default_matmul_precision"])
+    elif backend == "torch":
+        for name in _TORCH_FLAGS:
+            _torch_flag(name).fp32_precision = flags[f"{name}.fp32_precision"]
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(flags["tensor_float_32_execution"])
 
 
 def accelerator_present() -> bool:
