@@ -36,8 +36,9 @@ Usage::
     python scripts/benchmark.py --backend jax --quick               # a few steps: smoke test
 
 On a GPU (``--device gpu``, the default where the backend sees one) the defaults are a
-GPU's: batch 256, ``GPU_WINDOW_STEPS``, 2 windows, the zoo against the native forms
-(no guide code, no side-by-side worker: the machine is not shared), a 120 s budget
+GPU's: batch 256, ``GPU_WINDOW_STEPS``, 2 windows, the zoo against the native forms in
+the side-by-side worker alone (``--no-separate``: each process costs its imports and
+the device's start, 6-14 s there; no guide code), a 120 s budget
 (``--budget``: half of it for the models, half for the probe; a worker that would run
 past its share is stopped and named in the report),
 and the precision probe (``--mixed``) of toy_resnet and vgg19_features: training and
@@ -86,12 +87,17 @@ GPU_WINDOW_STEPS = {
     "conv_autoencoder": 100,
     "ticket_router": 100,
 }
+# Each worker process costs its imports and the device's start before anything is timed:
+# 13.5 s for Keras on torch and 6.6 s on JAX on the lent H200 (2026-12-04,
+# docs/gpu.md), so on a GPU every implementation of a model runs in the side-by-side
+# worker alone (its checks included) and the probe's models in one worker.
 GPU_PROFILE = {
     "models": ["mnist_mlp", "toy_resnet"],
     "impls": ["zoo", "native", "native_compiled"],
     "batch_size": 256,
     "windows": 2,
-    "side_by_side": False,
+    "separate": False,
+    "side_by_side": True,
     "budget": 120.0,
     "mixed": ["toy_resnet", "vgg19_features"],
 }
@@ -100,6 +106,7 @@ CPU_PROFILE = {
     "impls": list(IMPLS),
     "batch_size": 64,
     "windows": 5,
+    "separate": True,
     "side_by_side": True,
     "budget": None,
     "mixed": [],
@@ -358,6 +365,19 @@ def _side_by_side(model_name, args, backend) -> dict:
     return rates
 
 
+def _side_by_side_checked(model_name, args, backend) -> dict:
+    """The side-by-side rates, after each native form's equivalence check (when no
+    separate worker runs the check: ``--no-separate``)."""
+    import keras
+
+    checks = {}
+    if not args.separate:
+        for impl in [i for i in NATIVE if i != "native_compiled" or backend == "torch"]:
+            checks[impl] = _check(impl, model_name, backend)
+        keras.backend.clear_session()
+    return {"rates": _side_by_side(model_name, args, backend), "checks": checks}
+
+
 def _inference(impl, model, model_name, args, data=None, batch_size=256):
     import zoo
 
@@ -533,7 +553,7 @@ def _precision_probe(model_name: str, args) -> dict:
                 "share_of_bf16_peak": None if peak is None else tflops / peak,
             }
         )
-    return {"probe": rows}
+    return rows
 
 
 def worker(args) -> dict:
@@ -547,9 +567,12 @@ def worker(args) -> dict:
 
         set_float32_precision(args.precision)
     if impl == SIDE_BY_SIDE:
-        return {**result, "rates": _side_by_side(model_name, args, backend)}
-    if impl == PROBE:
-        return {**result, **_precision_probe(model_name, args)}
+        return {**result, **_side_by_side_checked(model_name, args, backend)}
+    if impl == PROBE:  # every model of --mixed, in this one process
+        return {
+            **result,
+            "probe": [r for m in model_name.split(",") for r in _precision_probe(m, args)],
+        }
     result.update(_check(impl, model_name, backend))
     keras.backend.clear_session()
     if impl in NATIVE:
@@ -652,10 +675,17 @@ def _merge(rounds: list[dict]) -> dict:
 
 
 def _merge_side_by_side(model_name: str, rounds: list[dict]) -> dict:
-    """One model's side-by-side windows from its rounds, pooled per implementation."""
+    """One model's side-by-side windows from its rounds, pooled per implementation, and
+    its checks (a failed one in any round shows)."""
     rates = {impl: [r for one in rounds for r in one["rates"][impl]] for impl in rounds[0]["rates"]}
+    checks = {}
+    for one in rounds:
+        for impl, check in one.get("checks", {}).items():
+            if impl not in checks or check.get("equivalent") is False:
+                checks[impl] = check
     return {
         "model": model_name,
+        "checks": checks,
         "rates": rates,
         "median": {impl: statistics.median(r) for impl, r in rates.items()},
         "windows": len(rates["zoo"]),
@@ -694,7 +724,7 @@ def run_all(args, backend) -> dict:
         runs = {impl: [] for impl in impls}
         paired = []
         for round_ in range(args.rounds):
-            for impl in impls:
+            for impl in impls if args.separate else ():
                 one = run(model_name, impl, round_)
                 if one is not None:
                     runs[impl].append(one)
@@ -707,8 +737,8 @@ def run_all(args, backend) -> dict:
             side_by_side.append(_merge_side_by_side(model_name, paired))
     if args.budget is not None:
         deadline = start + args.budget
-    for model_name in args.mixed:
-        one = run(model_name, PROBE, 0)
+    if args.mixed:
+        one = run(",".join(args.mixed), PROBE, 0)
         if one is not None:
             probe += one["probe"]
     return {
@@ -761,7 +791,14 @@ def ratios(report) -> list[dict]:
     rows = []
     for model_name in MODELS:
         zoo_result = by.get((model_name, "zoo"))
-        if zoo_result is None:
+        if zoo_result is None:  # the side-by-side worker alone (--no-separate)
+            row = {"model": model_name}
+            pooled, paired = (
+                _side_by_side_ratio(report, model_name),
+                _paired_ratio(report, model_name),
+            )
+            if pooled is not None:
+                rows.append(row | {"zoo/native side by side": pooled, "zoo/native paired": paired})
             continue
         row = {"model": model_name}
         natives = [by[(model_name, i)] for i in NATIVE if (model_name, i) in by]
@@ -839,14 +876,16 @@ def markdown(report) -> str:
             "Side by side: the zoo's and the native forms' windows alternating in one process "
             "per model (train samples/s, median [min, max]).",
             "",
-            "| model | implementation | train samples/s | windows |",
-            "|---|---|---:|---:|",
+            "| model | implementation | train samples/s | windows | same math |",
+            "|---|---|---:|---:|---|",
         ]
         for one in report["side_by_side"]:
             for impl, rates in one["rates"].items():
+                check = one.get("checks", {}).get(impl, {})
+                same = {True: "yes", False: "**NO**"}.get(check.get("equivalent"), "-")
                 lines.append(
                     f"| `{one['model']}` | {impl} | {one['median'][impl]:,.0f} "
-                    f"[{min(rates):,.0f}, {max(rates):,.0f}] | {len(rates)} |"
+                    f"[{min(rates):,.0f}, {max(rates):,.0f}] | {len(rates)} | {same} |"
                 )
     keys = ("zoo/native", "zoo/native side by side", "zoo/native paired", "zoo/guide")
     lines += [
@@ -1031,6 +1070,13 @@ def parse_args(argv=None):
         "alternating, once per round (default: on, off on a GPU)",
     )
     parser.add_argument(
+        "--separate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time each implementation in its own process too (default: on; off on a GPU, "
+        "where the side-by-side worker runs the checks)",
+    )
+    parser.add_argument(
         "--mixed",
         nargs="*",
         choices=PROBE_MODELS,
@@ -1100,6 +1146,7 @@ def apply_profile(args, gpu: bool):
         args.fast,
         "--precision",
         args.precision,
+        "--separate" if args.separate else "--no-separate",
         *(["--window-steps", str(args.window_steps)] if args.window_steps else []),
     ]
     return args
@@ -1130,6 +1177,12 @@ def main(argv=None) -> int:
         if args.json:  # the cross-backend table, from every backend's report there
             update_summary(args.docs, args.json.parent)
     failed = [r for r in report["results"] if r.get("equivalent") is False]
+    failed += [
+        {"model": one["model"], "impl": impl, **check}
+        for one in report["side_by_side"]
+        for impl, check in one.get("checks", {}).items()
+        if check.get("equivalent") is False
+    ]
     if failed:
         print(
             "benchmark: not the same math: "

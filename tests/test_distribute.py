@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import distribute
+from zoo import distribute, launch
 from zoo.training import train
 
 BACKEND = keras.backend.backend()
@@ -237,6 +237,9 @@ def _zoo_train(out, spy, *args, kill=None):
     env.pop("ZOO_SPY_KILL", None)
     if kill:
         env["ZOO_SPY_KILL"] = kill
+    # every run on the devices a 2-process run gets here (CPUs where there are fewer than
+    # 2 GPUs), so that the 1-process reference computes on the same kind of device
+    env.update(launch.device_env(BACKEND, 0, 2, launch.gpu_count()))
     if BACKEND == "jax":
         env["JAX_PLATFORMS"] = "cpu"
     command = ["train", "mnist_mlp", "--epochs", str(EPOCHS), "--quiet", "--out", str(out)]
@@ -452,7 +455,6 @@ def test_processes_get_a_gpu_each_or_all_train_on_cpus(monkeypatch):
     """``--processes N`` with M GPUs (a faked count): N <= M gives each worker one GPU
     (torch by LOCAL_RANK, JAX and TensorFlow by what they see); N > M puts every worker
     on the CPUs, said in one line; no GPU changes nothing."""
-    from zoo import launch
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert launch.device_env("torch", 1, 2, 0) == {} and launch.devices_note(2, 0) is None

@@ -35,7 +35,7 @@ EXPECTED = {
 def restored_precision():
     """The backend's flags put back as they were after the test."""
     before = float32_precision()
-    with float32_precision_scope("tf32"):
+    with float32_precision_scope(None):
         yield before
     assert float32_precision() == before
 

@@ -96,6 +96,8 @@ def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
         "linear_regression --epochs 1",
         "--suite-args",
         "tests/test_house.py",
+        "--diagnose",
+        "tests/test_house.py::test_no_module_of_the_speed_path_is_over_400_lines",
         "--bench-args",
         "--quick --models mnist_mlp --impls zoo native --no-side-by-side --mixed toy_resnet",
     ]
@@ -114,6 +116,10 @@ def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
     assert f"### {BACKEND}: benchmark, exit 0" in text and "| `mnist_mlp` | zoo |" in text
     assert "| `toy_resnet` | mixed_bfloat16 | tf32 |" in text  # the precision probe
     assert re.search(rf"### {BACKEND}: suite \(`-n 1`\), exit 0, \d+ s, \d+ passed", text), text
+    assert (
+        "- alone, tests/test_house.py::test_no_module_of_the_speed_path_is_over_400_lines: exit 0"
+        in text
+    )
     assert text.rstrip().endswith("passed")
     assert {p.name for p in logs.iterdir()} >= {f"{BACKEND}-suite.log", f"{BACKEND}-bench.log"}
     if not gpu:  # without the flag, a machine with no GPU fails the check

@@ -83,11 +83,13 @@ def float32_precision() -> dict[str, str | bool | None]:
 
 
 @contextlib.contextmanager
-def float32_precision_scope(precision: str) -> Iterator[None]:
-    """``set_float32_precision(precision)`` for the block; the flags as they were after
-    it (a backend's own default included)."""
+def float32_precision_scope(precision: str | None) -> Iterator[None]:
+    """``set_float32_precision(precision)`` for the block (None: the flags as they are,
+    whatever the block sets); the flags as they were after it (a backend's own default
+    included)."""
     saved = float32_precision()
-    set_float32_precision(precision)
+    if precision is not None:
+        set_float32_precision(precision)
     try:
         yield
     finally:
