@@ -167,7 +167,8 @@ def test_another_runs_folder_and_a_finished_run_are_refused(tmp_path, capsys):
     train("linear_regression", epochs=2, out=tmp_path / "run", verbose=0)
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
     err = _one_line_error(capsys, ["train", "--epochs", "2", "--out", str(tmp_path / "run")])
-    assert "holds another run (it differs in ['batch_size', 'dataset', 'model'" in err
+    assert "holds another run (it differs in batch_size: 32 there, 64 now; dataset: " in err
+    assert "model: 'linear_regression' there, 'mnist_mlp' now" in err
     argv = ["train", "linear_regression", "--epochs", "2", "--out", str(tmp_path / "run")]
     assert "holds a finished run" in _one_line_error(capsys, argv)
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before

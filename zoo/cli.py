@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -51,6 +52,77 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
         help="float32 matrix precision on a GPU (zoo.set_float32_precision): highest (full "
         "float32) or tf32 (faster, about 1e-3 off); default: the backend's own",
     )
+
+
+#: ``zoo train``'s training choices (zoo.control): (flag, attribute, type, help)
+_CONTROL_FLAGS = (
+    ("--optimizer", "optimizer", str, "a keras.optimizers name (adam, adamw, sgd, rmsprop, "
+     "nadam, adamax, adagrad, lion); default: the model's recipe"),
+    ("--lr", "learning_rate", float, "the learning rate (after the warmup); default: the recipe's"),
+    ("--schedule", "schedule", str, "constant (default) or cosine (decays to 0 over the run; "
+     "keras.optimizers.schedules.CosineDecay)"),
+    ("--warmup-epochs", "warmup_epochs", int, "a linear warmup from 0 over this many epochs"),
+    ("--early-stopping", "early_stopping", int, "stop after PATIENCE epochs without a better "
+     "validation loss (keras.callbacks.EarlyStopping)"),
+    ("--reduce-lr-on-plateau", "reduce_lr_on_plateau", int, "divide the learning rate by 10 "
+     "after PATIENCE epochs without a better validation loss (ReduceLROnPlateau)"),
+)  # fmt: skip
+
+
+def _add_control(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("training choices (recorded in config.json; see docs/training.md)")
+    for flag, dest, kind, help_ in _CONTROL_FLAGS:
+        metavar = "PATIENCE" if "PATIENCE" in help_ else None
+        group.add_argument(flag, dest=dest, type=kind, help=help_, metavar=metavar)
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a builder argument of the model, e.g. --set hidden_units=128,128 --set "
+        "dropout=0.2 (values read as JSON, a comma list as a list); repeatable",
+    )
+    group.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="a JSON object of builder arguments (--set entries override it)",
+    )
+
+
+def overrides_from(config: str | None, settings: list[str]) -> dict:
+    """The model overrides of ``-c FILE`` and ``--set KEY=VALUE`` (later ones win)."""
+    overrides = {}
+    if config is not None:
+        try:
+            overrides = json.loads(Path(config).read_text())
+        except OSError as e:
+            raise ValueError(f"-c {config!r}: can't read it ({e.strerror or e})") from None
+        except ValueError as e:
+            raise ValueError(f"-c {config!r}: not JSON ({e}); write a JSON object") from None
+        if not isinstance(overrides, dict):
+            raise ValueError(
+                f"-c {config!r}: holds a {type(overrides).__name__}, not a JSON object of "
+                "builder arguments"
+            )
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ValueError(f"--set {setting!r}: write KEY=VALUE, e.g. --set dropout=0.2")
+        overrides[key.strip()] = _value(text.strip())
+    return overrides
+
+
+def _value(text: str):
+    """``--set``'s value: JSON (numbers, true/false/null, lists), a comma list as a list
+    of such values, else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    if "," in text:
+        return [_value(part.strip()) for part in text.split(",")]
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         "mixed_float16 compute in 16 bits with float32 weights (mixed_float16 scales the "
         "loss); recorded in the run's config",
     )
+    _add_control(p)
     p.add_argument(
         "--processes",
         type=int,
@@ -307,6 +380,13 @@ def _launch(args) -> int:
     for flag, value in (("--precision", args.precision), ("--dtype-policy", args.dtype_policy)):
         if value is not None:
             worker += [flag, value]
+    for flag, dest, _, _ in _CONTROL_FLAGS:
+        if getattr(args, dest) is not None:
+            worker += [flag, str(getattr(args, dest))]
+    for setting in args.set:
+        worker += ["--set", setting]
+    if args.config is not None:
+        worker += ["--config", args.config]
     worker += ["--distribute", "data"] + (["--quiet"] if args.quiet else [])
     backend = args.backend or os.environ.get("KERAS_BACKEND") or use_backend(None)
     return launch.launch(worker, args.processes, backend)
@@ -321,6 +401,7 @@ def _train(args) -> int:
     dataset = training.recipe_for(args.name).datasets[0] if args.dataset is None else args.dataset
     out = training.default_run_dir(args.name, dataset, args.seed) if args.out is None else args.out
     chief = process_index_from_env() == 0  # the other workers of a multi-process run are quiet
+    overrides = overrides_from(args.config, args.set)  # a bad -c or --set: before any output
     if chief:
         print(f"training {args.name} on {dataset} with backend {keras.backend.backend()} -> {out}")
     try:
@@ -335,6 +416,12 @@ def _train(args) -> int:
             fast=args.fast,
             distribute=args.distribute,
             dtype_policy=args.dtype_policy,
+            overrides=overrides,
+            control={
+                dest: getattr(args, dest)
+                for _, dest, _, _ in _CONTROL_FLAGS
+                if getattr(args, dest) is not None
+            },
         )
     except KeyboardInterrupt as interrupt:
         return _interrupted(interrupt, out)

@@ -88,6 +88,17 @@ class RunDirError(RuntimeError):
     what to do."""
 
 
+def _flat(config: dict, prefix: str = "") -> dict:
+    """``config`` with nested dicts as dotted keys (``training.learning_rate``)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _describe_os_error(err: OSError, path: Path | str, doing: str) -> str:
     if err.errno == errno.ENOSPC:
         return f"no space left on the device while {doing} {str(path)!r}; free some space"
@@ -117,6 +128,8 @@ class RunDir:
         self.writer = writer
         self.checkpoint_dir = self.path / "checkpoint"
         self._lock_fd: int | None = None
+        #: the callbacks' state in the checkpoint ``restore`` loaded ({}: none, or no such state)
+        self.restored_callbacks: dict[str, dict] = {}
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -248,13 +261,12 @@ class RunDir:
             return "new"
         previous = self._read_json(self.config_path)
         if previous != config:
-            differ = sorted(
-                k for k in set(previous) | set(config) if previous.get(k) != config.get(k)
-            )
+            was, now = _flat(previous), _flat(config)
+            differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+            said = "; ".join(f"{k}: {was.get(k)!r} there, {now.get(k)!r} now" for k in differ)
             raise RunDirError(
-                f"out {str(self.path)!r} holds another run (it differs in {differ}: "
-                f"{ {k: previous.get(k) for k in differ} }); choose another --out, or repeat "
-                "that run's arguments to resume it"
+                f"out {str(self.path)!r} holds another run (it differs in {said}); choose "
+                "another --out, or repeat that run's arguments to resume it"
             )
         if self.metrics_path.exists():
             shutil.rmtree(self.checkpoint_dir, ignore_errors=True)  # a finish interrupted
@@ -375,10 +387,14 @@ class RunDir:
         optimizer = getattr(model, "optimizer", None)
         return list(model.variables), list(optimizer.variables) if optimizer else []
 
-    def save_checkpoint(self, model, epoch: int, history: list[dict[str, float]]) -> Path:
+    def save_checkpoint(
+        self, model, epoch: int, history: list[dict[str, float]], callbacks: dict | None = None
+    ) -> Path:
         """Writes ``epoch-NNNN.npz`` (``epoch`` epochs done) as one atomic unit, keeps the
-        previous one, and rewrites history.csv from ``history``. A reader writes nothing
-        (and returns the path the chief writes)."""
+        previous one, and rewrites history.csv from ``history``. ``callbacks``: the
+        callbacks' own state, JSON (``zoo.control.Resumable``), which ``restore`` puts in
+        ``restored_callbacks``. A reader writes nothing (and returns the path the chief
+        writes)."""
         if not self._writes():
             return self.checkpoint_dir / f"epoch-{epoch:04d}.npz"
         _fault("checkpoint:start", epoch)
@@ -386,6 +402,7 @@ class RunDir:
         state = {
             "epoch": epoch,
             "history": history,
+            "callbacks": callbacks or {},
             # names, not paths: a path carries a per-process unique prefix (adam_1/...)
             "model_variables": [v.name for v in model_vars],
             "optimizer_variables": [v.name for v in optimizer_vars],
@@ -445,6 +462,7 @@ class RunDir:
         history = state["history"]
         if len(history) != epoch:
             raise ValueError(f"it holds {len(history)} history rows for {epoch} epochs")
+        self.restored_callbacks = state.get("callbacks", {})  # none before the option
         return epoch, history
 
     def restore(self, model) -> tuple[int, list[dict[str, float]]]:

@@ -33,6 +33,7 @@ import numpy as np
 from zoo import _validation as check
 from zoo import datasets, interrupts, performance
 from zoo import distribute as dist_lib
+from zoo.control import Control
 from zoo.factory import create, describe
 from zoo.precision import float32_precision
 from zoo.registry import Recipe, get_recipe
@@ -87,10 +88,20 @@ class TrainArgs:
     fast: str
     recipe: Recipe = field(repr=False)
     dtype_policy: str = "float32"
+    control: Control = field(default_factory=Control)
 
     @classmethod
     def check(
-        cls, model_name, dataset, epochs, batch_size, seed, overrides, fast, dtype_policy=None
+        cls,
+        model_name,
+        dataset,
+        epochs,
+        batch_size,
+        seed,
+        overrides,
+        fast,
+        dtype_policy=None,
+        control: dict[str, Any] | None = None,
     ) -> TrainArgs:
         recipe = recipe_for(model_name)
         dataset = recipe.datasets[0] if dataset is None else dataset
@@ -106,6 +117,10 @@ class TrainArgs:
             raise ValueError(f"seed must be an int in [0, 2**32 - 1], got {seed!r}")
         if overrides is not None and not isinstance(overrides, dict):
             raise ValueError(f"overrides must be a dict of builder arguments, got {overrides!r}")
+        if control is not None and not isinstance(control, dict):
+            raise ValueError(f"control must be a dict of training choices, got {control!r}")
+        if overrides:  # a bad override fails here, before the run's folder is touched
+            create(model_name, **overrides)
         return cls(
             model=model_name,
             dataset=dataset,
@@ -116,6 +131,7 @@ class TrainArgs:
             fast=check.one_of("fast", fast, performance.MODES),
             recipe=recipe,
             dtype_policy=check.one_of("dtype_policy", dtype_policy or "float32", DTYPE_POLICIES),
+            control=Control.check(**(control or {}), epochs=epochs),
         )
 
     def config(self) -> dict[str, Any]:
@@ -130,10 +146,13 @@ class TrainArgs:
             "backend": keras.backend.backend(),
             # only when not float32, so that runs from before the option still resume
             **({"dtype_policy": self.dtype_policy} if self.dtype_policy != "float32" else {}),
+            # likewise: the training choices made (zoo.control), only when there are some
+            **({"training": self.control.config()} if self.control.config() else {}),
         }
 
-    def build(self) -> keras.Model:
-        """The seeded, compiled model, its layers made under the run's dtype policy."""
+    def build(self, steps_per_epoch: int | None = None) -> keras.Model:
+        """The seeded, compiled model, its layers made under the run's dtype policy; with
+        ``steps_per_epoch``, compiled with the run's optimizer and schedule (``control``)."""
         keras.utils.set_random_seed(self.seed)
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(self.dtype_policy)
@@ -142,6 +161,8 @@ class TrainArgs:
         finally:
             keras.config.set_dtype_policy(previous)
         self.recipe.compile(model)  # Keras scales the loss itself under mixed_float16
+        if steps_per_epoch is not None:
+            self.control.compile(model, steps_per_epoch, self.epochs)
         return model
 
 
@@ -234,9 +255,9 @@ class _Checkpoint(keras.callbacks.Callback):
     """At every epoch end: the history row, then one atomic checkpoint of everything a
     resume needs (``RunDir.save_checkpoint``), which also rewrites history.csv."""
 
-    def __init__(self, run: RunDir, history: list[dict[str, float]]):
+    def __init__(self, run: RunDir, history: list[dict[str, float]], resumable=()):
         super().__init__()
-        self.run, self.history = run, list(history)
+        self.run, self.history, self.resumable = run, list(history), list(resumable)
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -246,7 +267,8 @@ class _Checkpoint(keras.callbacks.Callback):
                 f"(the last good epoch is in {str(self.run.checkpoint_dir)!r})"
             )
         self.history = [r for r in self.history if r["epoch"] < epoch] + [row]
-        self.run.save_checkpoint(self.model, epoch + 1, self.history)
+        states = {c.key: c.get_state() for c in self.resumable}  # zoo.control.Resumable
+        self.run.save_checkpoint(self.model, epoch + 1, self.history, states)
 
 
 def fit(
@@ -340,20 +362,33 @@ def _draw_curves(history: list[dict[str, float]], title: str):
 
 
 def _fit_run(model, args, data, plan, run, callbacks, verbose):
-    """Resumes ``model`` from the run's checkpoint and fits the remaining epochs;
-    returns ``(speed settings, this process's fit time, history rows)``."""
+    """Resumes ``model`` from the run's checkpoint (its callbacks' state too) and fits the
+    remaining epochs, none where early stopping had ended the run; returns ``(speed
+    settings, this process's fit time, history rows)``."""
     done, history = run.restore(model)
-    checkpoint = _Checkpoint(run, history)
+    controls = args.control.callbacks("val_loss" if data.validation else "loss")
+    for callback in controls:
+        if callback.key in run.restored_callbacks:
+            callback.set_state(run.restored_callbacks[callback.key])
+    stopped = run.restored_callbacks.get("early_stopping", {}).get("stopped_epoch", 0) > 0
+    checkpoint = _Checkpoint(run, history, controls)
     start = time.perf_counter()
     _, settings = fit(
         model,
         *data.train,
         batch_size=args.batch_size,
-        epochs=args.epochs,
+        epochs=done if stopped else args.epochs,  # stopped: Keras's fit runs no epoch
         seed=args.seed,
         validation_data=data.validation,
-        # last: an ending epoch is checkpointed before a signal stops the run
-        callbacks=[*(callbacks or []), _StopOnNaN(run), checkpoint, interrupts.StopAtSafePoint()],
+        # the controls before the checkpoint, which keeps what they decided at the epoch's
+        # end; last: an ending epoch is checkpointed before a signal stops the run
+        callbacks=[
+            *(callbacks or []),
+            *controls,
+            _StopOnNaN(run),
+            checkpoint,
+            interrupts.StopAtSafePoint(),
+        ],
         verbose=verbose,
         fast=args.fast,
         shard=plan.shard,
@@ -380,6 +415,7 @@ def _finish(run, model, args, data, plan, settings, wall_time, history) -> dict[
         **{k: v for k, v in args.config().items() if k != "overrides"},
         "versions": _versions(),
         "wall_time_s": round(wall_time, 3),  # this process's fit (after a resume: the rest)
+        "epochs_done": len(history),  # fewer than "epochs" where early stopping ended it
         "speed_settings": settings.as_dict(),
         "float32_precision": float32_precision(),
         "distribution": plan.as_dict(),
@@ -402,6 +438,7 @@ def train(
     fast: str = "auto",
     distribute: str | None = None,
     dtype_policy: str | None = None,
+    control: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trains ``model_name`` on ``dataset`` and returns its metrics (also in
     ``RUN/metrics.json``). Run it again with the same arguments after an
@@ -423,6 +460,9 @@ def train(
             ``fit`` and ``zoo.performance``); they do not change the results.
         dtype_policy: Keras's dtype policy for the model's layers, one of
             ``DTYPE_POLICIES`` (None: float32); recorded in config.json.
+        control: training choices, ``zoo.control.Control``'s fields (``optimizer``,
+            ``learning_rate``, ``schedule``, ``warmup_epochs``, ``early_stopping``,
+            ``reduce_lr_on_plateau``); None keeps the recipe's. Recorded in config.json.
         distribute: ``"data"`` to train data-parallel (over all local devices on JAX
             and TensorFlow; over the processes of ``torchrun`` or ``zoo train --processes
             N``; see ``zoo.distribute``), None for one device.
@@ -440,7 +480,7 @@ def train(
         >>> metrics = train("mnist_mlp", epochs=1, out="/tmp/run")  # doctest: +SKIP
     """
     args = TrainArgs.check(
-        model_name, dataset, epochs, batch_size, seed, overrides, fast, dtype_policy
+        model_name, dataset, epochs, batch_size, seed, overrides, fast, dtype_policy, control
     )
     plan = dist_lib.plan(distribute, args.batch_size)  # errors before any file is written
     # Ctrl-C / SIGTERM stop at the next safe point (interrupts.check), one process only
@@ -453,7 +493,7 @@ def train(
             run.prepare(args.config())
             plan.barrier("zoo-run-prepared")  # the chief has checked the folder: restore it
             with plan.scope():
-                model = args.build()
+                model = args.build(math.ceil(_n(data.train) / args.batch_size))
                 interrupts.check()
                 settings, wall_time, history = _fit_run(
                     model, args, data, plan, run, callbacks, verbose if plan.is_chief else 0
