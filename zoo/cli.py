@@ -196,6 +196,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_control(p)
     p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files under RUN/tensorboard (every backend; needs the "
+        "tensorboard package): tensorboard --logdir RUN/tensorboard",
+    )
+    p.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -203,6 +209,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --distribute data: start N local worker processes (zoo.launch); only "
         "process 0 writes the run directory and prints its progress",
     )
+    p = commands.add_parser(
+        "runs", help="list the runs under a folder: model, dataset, epochs, metrics, state"
+    )
+    p.add_argument("folder", nargs="?", default="runs", help="where to look (default: runs)")
+    p.add_argument("--plot", metavar="FILE", help="also overlay their loss curves in this PNG")
+    _add_overwrite(p, "an image file")
     p = commands.add_parser("evaluate", help="evaluate a finished run on its test split")
     p.add_argument("run")
     p.add_argument("--dataset", help="another dataset the model's recipe takes")
@@ -329,6 +341,8 @@ def _run(args) -> int:
         print(f"wrote {plot(args.name, output)}")
     elif args.command == "train":
         return _train(args)
+    elif args.command == "runs":
+        _runs(args)
     elif args.command == "evaluate":
         from zoo.training import evaluate
 
@@ -385,6 +399,8 @@ def _launch(args) -> int:
             worker += [flag, str(getattr(args, dest))]
     for setting in args.set:
         worker += ["--set", setting]
+    if args.tensorboard:
+        worker += ["--tensorboard"]
     if args.config is not None:
         worker += ["--config", args.config]
     worker += ["--distribute", "data"] + (["--quiet"] if args.quiet else [])
@@ -417,6 +433,7 @@ def _train(args) -> int:
             distribute=args.distribute,
             dtype_policy=args.dtype_policy,
             overrides=overrides,
+            tensorboard=args.tensorboard,
             control={
                 dest: getattr(args, dest)
                 for _, dest, _, _ in _CONTROL_FLAGS
@@ -481,6 +498,22 @@ def _output_path(value: str, kind: str, overwrite: bool, sources=()):
     if not output.parent.is_dir():
         raise ValueError(f"output {value!r}: folder {str(output.parent)!r} does not exist")
     return check_target(output, kind, overwrite=overwrite, sources=sources)
+
+
+def _runs(args) -> None:
+    from zoo._io import atomic_write
+    from zoo.tracking import find_runs, plot_runs, runs_table
+
+    root = Path(args.folder)
+    plot = None if args.plot is None else _output_path(args.plot, "image", args.overwrite)
+    runs = find_runs(root)
+    if not runs:
+        print(f"no runs under {str(root)!r} (a run is a folder with a config.json)")
+        return
+    print(runs_table(runs, root))
+    if plot is not None:
+        atomic_write(plot, plot_runs(runs, root))
+        print(f"wrote {plot}")
 
 
 def _inputs(args) -> None:

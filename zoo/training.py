@@ -361,7 +361,7 @@ def _draw_curves(history: list[dict[str, float]], title: str):
     return draw
 
 
-def _fit_run(model, args, data, plan, run, callbacks, verbose):
+def _fit_run(model, args, data, plan, run, callbacks, verbose, tensorboard=False):
     """Resumes ``model`` from the run's checkpoint (its callbacks' state too) and fits the
     remaining epochs, none where early stopping had ended the run; returns ``(speed
     settings, this process's fit time, history rows)``."""
@@ -372,6 +372,11 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
             callback.set_state(run.restored_callbacks[callback.key])
     stopped = run.restored_callbacks.get("early_stopping", {}).get("stopped_epoch", 0) > 0
     checkpoint = _Checkpoint(run, history, controls)
+    watch = []  # after the checkpoint: events of checkpointed epochs only (zoo.tracking)
+    if tensorboard and plan.is_chief:
+        from zoo.tracking import TensorBoardWriter
+
+        watch.append(TensorBoardWriter(run.path / "tensorboard", history))
     start = time.perf_counter()
     _, settings = fit(
         model,
@@ -387,6 +392,7 @@ def _fit_run(model, args, data, plan, run, callbacks, verbose):
             *controls,
             _StopOnNaN(run),
             checkpoint,
+            *watch,
             interrupts.StopAtSafePoint(),
         ],
         verbose=verbose,
@@ -439,6 +445,7 @@ def train(
     distribute: str | None = None,
     dtype_policy: str | None = None,
     control: dict[str, Any] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Trains ``model_name`` on ``dataset`` and returns its metrics (also in
     ``RUN/metrics.json``). Run it again with the same arguments after an
@@ -463,6 +470,8 @@ def train(
         control: training choices, ``zoo.control.Control``'s fields (``optimizer``,
             ``learning_rate``, ``schedule``, ``warmup_epochs``, ``early_stopping``,
             ``reduce_lr_on_plateau``); None keeps the recipe's. Recorded in config.json.
+        tensorboard: write TensorBoard event files under ``RUN/tensorboard``
+            (``zoo.tracking``; needs the ``tensorboard`` package).
         distribute: ``"data"`` to train data-parallel (over all local devices on JAX
             and TensorFlow; over the processes of ``torchrun`` or ``zoo train --processes
             N``; see ``zoo.distribute``), None for one device.
@@ -482,6 +491,10 @@ def train(
     args = TrainArgs.check(
         model_name, dataset, epochs, batch_size, seed, overrides, fast, dtype_policy, control
     )
+    if tensorboard:
+        from zoo.tracking import check_tensorboard
+
+        check_tensorboard()
     plan = dist_lib.plan(distribute, args.batch_size)  # errors before any file is written
     # Ctrl-C / SIGTERM stop at the next safe point (interrupts.check), one process only
     with interrupts.handled(plan.processes == 1):
@@ -496,7 +509,14 @@ def train(
                 model = args.build(math.ceil(_n(data.train) / args.batch_size))
                 interrupts.check()
                 settings, wall_time, history = _fit_run(
-                    model, args, data, plan, run, callbacks, verbose if plan.is_chief else 0
+                    model,
+                    args,
+                    data,
+                    plan,
+                    run,
+                    callbacks,
+                    verbose if plan.is_chief else 0,
+                    tensorboard,
                 )
             interrupts.check()
             # outside the scope: saving makes variables, which under a multi-process
