@@ -210,6 +210,21 @@ def _parser() -> argparse.ArgumentParser:
         "process 0 writes the run directory and prints its progress",
     )
     p = commands.add_parser(
+        "tune",
+        help="search a model's hyperparameters with KerasTuner; the best trial as a preset",
+        description="Random search over the space declared beside the model's recipe, each "
+        "trial a zoo training run; the same command again resumes a stopped search "
+        "(docs/training.md#tuning).",
+    )
+    p.add_argument("name", help="model with a search space (mnist_mlp, toy_resnet, ticket_router)")
+    p.add_argument("--dataset", help="dataset (default: the model's offline one)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (default: the model's recipe)")
+    p.add_argument("--max-trials", type=int, default=3, help="trials in all (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search and of each trial")
+    p.add_argument(
+        "--out", help="tune directory (default: tune/<model>_<dataset>_<backend>_s<seed>)"
+    )
+    p = commands.add_parser(
         "runs", help="list the runs under a folder: model, dataset, epochs, metrics, state"
     )
     p.add_argument("folder", nargs="?", default="runs", help="where to look (default: runs)")
@@ -343,6 +358,8 @@ def _run(args) -> int:
         return _train(args)
     elif args.command == "runs":
         _runs(args)
+    elif args.command == "tune":
+        _tune(args)
     elif args.command == "evaluate":
         from zoo.training import evaluate
 
@@ -498,6 +515,24 @@ def _output_path(value: str, kind: str, overwrite: bool, sources=()):
     if not output.parent.is_dir():
         raise ValueError(f"output {value!r}: folder {str(output.parent)!r} does not exist")
     return check_target(output, kind, overwrite=overwrite, sources=sources)
+
+
+def _tune(args) -> None:
+    from zoo.tune import tune
+
+    found = tune(
+        args.name,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        max_trials=args.max_trials,
+        seed=args.seed,
+        out=args.out,
+    )
+    print(f"{found['trials']} trial(s); best {found['objective']} {found['score']:.4g} with "
+          f"{found['hyperparameters']}")  # fmt: skip
+    shown = {k: round(v, 4) for k, v in found["test_metrics"].items()}
+    print(f"test metrics: {shown}")
+    print(f"best preset: {found['preset']} (zoo.create({args.name!r}, preset=...))")
 
 
 def _runs(args) -> None:

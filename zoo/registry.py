@@ -89,6 +89,9 @@ class Recipe:
         targets_are_inputs: train to reconstruct the inputs (autoencoders).
         validation_split: share of the training data held out for validation.
         dataset_kwargs: extra arguments per dataset (e.g. a sample shape).
+        search_space: ``f(hp) -> (overrides, control)`` for ``zoo tune``: KerasTuner's
+            ``HyperParameters`` in, the builder arguments and the training choices
+            (``zoo.control``) of one trial out; None where the model has none.
     """
 
     compile: Callable[[Any], None]
@@ -98,6 +101,7 @@ class Recipe:
     targets_are_inputs: bool = False
     validation_split: float = 0.2
     dataset_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    search_space: Callable[[Any], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,9 @@ class Recipe:
             "batch_size": self.batch_size,
             "targets_are_inputs": self.targets_are_inputs,
             "validation_split": self.validation_split,
+            "search_space": None
+            if self.search_space is None
+            else f"{self.search_space.__module__}.{self.search_space.__qualname__}",
         }
 
 

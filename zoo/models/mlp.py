@@ -71,12 +71,23 @@ register(
     section=f"{GUIDE}: Introduction (mnist_model)",
     summary="The guide's MNIST MLP: 784 -> 64 relu -> 64 relu -> 10 logits.",
 )
+
+
+def mnist_mlp_space(hp):
+    """``zoo tune mnist_mlp``: the hidden layers' count and width, dropout, the rate."""
+    units = hp.Choice("units", [32, 64, 128])
+    overrides = {"hidden_units": [units] * hp.Int("layers", 1, 3), "dropout": hp.Choice(
+        "dropout", [0.0, 0.1, 0.2, 0.3])}  # fmt: skip
+    return overrides, {"learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")}
+
+
 register_recipe(
     "mnist_mlp",
     Recipe(
         compile=recipes.sparse_classifier(),
         datasets=("digits", "mnist"),
         epochs={"digits": 30, "mnist": 2},
+        search_space=mnist_mlp_space,
     ),
 )
 

@@ -92,7 +92,27 @@ register(
     section=f"{GUIDE}: A toy ResNet model",
     summary="The guide's toy ResNet for CIFAR-10: two residual add blocks, 10 logits.",
 )
+
+
+def toy_resnet_space(hp):
+    """``zoo tune toy_resnet``: the blocks' width and count, the head, dropout, the rate."""
+    filters = hp.Choice("filters", [32, 64])
+    overrides = {
+        "stem_filters": (32, filters),  # the stem ends at the blocks' width (the residual add)
+        "filters": filters,
+        "num_blocks": hp.Int("num_blocks", 1, 3),
+        "dense_units": hp.Choice("dense_units", [128, 256]),
+        "dropout": hp.Choice("dropout", [0.3, 0.5]),
+    }
+    return overrides, {"learning_rate": hp.Float("learning_rate", 1e-4, 3e-3, sampling="log")}
+
+
 register_recipe(
     "toy_resnet",
-    Recipe(compile=recipes.sparse_classifier(), datasets=("cifar10",), epochs={"cifar10": 1}),
+    Recipe(
+        compile=recipes.sparse_classifier(),
+        datasets=("cifar10",),
+        epochs={"cifar10": 1},
+        search_space=toy_resnet_space,
+    ),
 )

@@ -167,7 +167,23 @@ def _compile_by_name(model):
     compile_ticket_router(model, by="name")
 
 
+def ticket_router_space(hp):
+    """``zoo tune ticket_router``: the embedding and the two LSTMs' sizes, the rate."""
+    overrides = {
+        "embedding_dim": hp.Choice("embedding_dim", [32, 64]),
+        "title_units": hp.Choice("title_units", [64, 128]),
+        "body_units": hp.Choice("body_units", [16, 32]),
+    }
+    return overrides, {"learning_rate": hp.Float("learning_rate", 3e-4, 1e-2, sampling="log")}
+
+
 register_recipe(
     "ticket_router",
-    Recipe(compile=_compile_by_name, datasets=("tickets",), epochs={"tickets": 5}, batch_size=32),
+    Recipe(
+        compile=_compile_by_name,
+        datasets=("tickets",),
+        epochs={"tickets": 5},
+        batch_size=32,
+        search_space=ticket_router_space,
+    ),
 )
