@@ -45,6 +45,23 @@ def _write(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def _presets_section(name: str) -> str:
+    """The catalog's presets of ``name`` (zoo/catalog), linked with their results."""
+    from zoo.factory import preset_path, read_preset_metadata
+
+    found = []
+    for preset in zoo.list_presets():
+        info = read_preset_metadata(preset_path(preset))
+        if info["model"] == name:
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(info["metrics"].items()))
+            found.append(
+                f"- [`{preset}`](../../zoo/catalog/{preset}/README.md): {info['dataset']}, "
+                f"{metrics} (under {info['backend']}; every backend: "
+                f'[results](../results.md)). `zoo.create("{name}", preset="{preset}")`'
+            )
+    return "\n## Presets\n\n" + "\n".join(found) + "\n" if found else ""
+
+
 def model_page(name: str) -> str:
     spec = zoo.describe(name)
     model = zoo.create(name)
@@ -64,7 +81,7 @@ def model_page(name: str) -> str:
 ```python
 {usage_snippet(name).rstrip()}
 ```
-
+{_presets_section(name)}
 ## Default config
 
 ```json

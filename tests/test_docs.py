@@ -32,6 +32,16 @@ def test_every_model_has_a_current_page_and_diagram(name):
     assert diagram.read_bytes()[:8] == PNG_SIGNATURE
 
 
+def test_a_models_page_links_its_catalog_presets_and_results():
+    from zoo.factory import preset_path, read_preset_metadata
+
+    for preset in zoo.list_presets():
+        model = read_preset_metadata(preset_path(preset))["model"]
+        page = _page(model)
+        assert f"[`{preset}`](../../zoo/catalog/{preset}/README.md)" in page, REGENERATE
+        assert "[results](../results.md)" in page
+
+
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_usage_snippet_runs(name):
     (snippet,) = re.findall(r"## Usage\n\n```python\n(.*?)```", _page(name), flags=re.S)

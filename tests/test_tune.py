@@ -69,7 +69,7 @@ def test_a_tiny_search_resumes_and_saves_its_best_trial_as_a_preset(tmp_path):
     ] * hp["layers"] + [10]
     metadata = json.loads((out / "best" / "metadata.json").read_text())
     assert metadata["tune"]["hyperparameters"] == hp and metadata["tune"]["score"] == found["score"]
-    assert metadata["training"]["learning_rate"] == pytest.approx(hp["learning_rate"])
+    assert metadata["control"]["learning_rate"] == pytest.approx(hp["learning_rate"])
     # the same command once more: nothing left to search, the same best preset
     again = tune("mnist_mlp", epochs=1, max_trials=3, out=out)
     assert (again["trials"], again["hyperparameters"]) == (3, hp)
@@ -98,3 +98,8 @@ def test_tune_refuses_in_one_line(tmp_path, capsys):
     assert cli.main(["tune", "mnist_mlp", "--max-trials", "0", "--out", str(tmp_path / "t")]) == 2
     assert "max_trials must be an int >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert cli.main(["tune", "mnist_mlp", "--out", str(tmp_path / "mine")]) == 2
+    assert "is not a zoo tune directory (it holds ['notes.txt'])" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

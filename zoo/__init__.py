@@ -34,6 +34,8 @@ _EXPORTS = {
     "list_models": "zoo.factory",
     "load_model": "zoo.factory",
     "load_preset": "zoo.factory",
+    "list_presets": "zoo.factory",
+    "evaluate_preset": "zoo.presets",
     "identity": "zoo.zoo_model",
     "ZooModel": "zoo.zoo_model",
     "sample_inputs": "zoo.inputs",
@@ -69,7 +71,14 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads these
-    from zoo.factory import create, describe, list_models, load_model, load_preset
+    from zoo.factory import (
+        create,
+        describe,
+        list_models,
+        list_presets,
+        load_model,
+        load_preset,
+    )
     from zoo.inputs import predict_numpy, sample_inputs
     from zoo.models.autoencoder import (
         conv_autoencoder,

@@ -28,6 +28,7 @@ __all__ = [
     "create",
     "describe",
     "list_models",
+    "list_presets",
     "load_model",
     "load_preset",
     "read_preset_metadata",
@@ -99,7 +100,7 @@ def create(
                 f"overrides {sorted(overrides)} can't be combined with preset={str(preset)!r}: "
                 "a preset fixes the architecture"
             )
-        return load_preset(preset, model_name)
+        return load_preset(preset_path(preset), model_name)
     unknown = sorted(set(overrides) - set(spec.config))
     if unknown:
         raise ValueError(
@@ -146,6 +147,31 @@ def metadata_digest(info: dict[str, Any]) -> str:
     """The sha256 of metadata.json's content without its own ``metadata_sha256`` key."""
     rest = {k: v for k, v in info.items() if k != "metadata_sha256"}
     return sha256_text(json.dumps(rest, sort_keys=True))
+
+
+#: The presets shipped with the package (``zoo/catalog/<name>``, each with its model card,
+#: README.md): ``zoo.create(model, preset=<name>)`` restores one offline, hash-checked.
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+
+
+def list_presets() -> list[str]:
+    """The names of the presets shipped with the package (``zoo.create(..., preset=NAME)``)."""
+    if not CATALOG_DIR.is_dir():
+        return []
+    return sorted(p.name for p in CATALOG_DIR.iterdir() if (p / "metadata.json").is_file())
+
+
+def preset_path(preset: str | os.PathLike) -> Path:
+    """A preset folder: ``preset`` itself where it exists, else the catalog's preset of
+    that name; a one-line ``PresetError`` naming both when neither is."""
+    path = Path(preset)
+    if path.exists() or isinstance(preset, os.PathLike):
+        return path
+    if preset in list_presets():
+        return CATALOG_DIR / preset
+    raise PresetError(
+        f"preset {str(preset)!r} is neither a folder nor a preset of the catalog {list_presets()}"
+    )
 
 
 def read_preset_metadata(directory: str | os.PathLike) -> dict[str, Any]:

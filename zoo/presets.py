@@ -35,6 +35,7 @@ from zoo.factory import (
     PresetError,
     load_preset,
     metadata_digest,
+    preset_path,
     read_preset_metadata,
 )
 from zoo.registry import get_spec
@@ -44,6 +45,7 @@ from zoo.zoo_model import VERSION, identity
 __all__ = [
     "PRESET_FORMAT",
     "PresetError",
+    "evaluate_preset",
     "load_preset",
     "preset_from_run",
     "read_metadata",
@@ -153,5 +155,34 @@ def preset_from_run(
         "overrides": config.get("overrides", {}),
         "training": {k: config[k] for k in ("epochs", "batch_size", "seed", "backend")},
         "metrics": {k: v for k, v in metrics.items() if k.startswith("test_")},
+        "control": config.get("training", {}),  # the run's training choices (zoo.control)
     }
     return save_preset(model, directory, metadata, overwrite=overwrite, sources=(run.path,))
+
+
+def evaluate_preset(preset: str | os.PathLike, dataset: str | None = None) -> dict[str, float]:
+    """The test metrics of a preset (a folder, or a name of the catalog,
+    ``zoo.list_presets()``) on its dataset's test split, or on another dataset its
+    model's recipe takes, under the current backend: the model restored, compiled with
+    its recipe and evaluated as ``zoo train`` evaluates a finished run.
+
+    Raises:
+        PresetError: the preset is missing or damaged.
+        ValueError: no dataset (none recorded, none given), or one the recipe does not take.
+    """
+    from zoo.training import load_data, recipe_for
+
+    path = preset_path(preset)
+    info = read_preset_metadata(path)
+    dataset = dataset or info.get("dataset")
+    recipe = recipe_for(info["model"])
+    if dataset not in recipe.datasets:
+        raise ValueError(
+            f"dataset must be one of {list(recipe.datasets)} for preset {str(preset)!r}, "
+            f"got {dataset!r}"
+        )
+    model = load_preset(path)
+    recipe.compile(model)
+    _, test = load_data(info["model"], dataset)
+    results = model.evaluate(*test, batch_size=recipe.batch_size, verbose=0, return_dict=True)
+    return {f"test_{k}": float(v) for k, v in results.items()}

@@ -69,6 +69,7 @@ def tune(
         raise ValueError(f"max_trials must be an int >= 1, got {max_trials!r}")
     base = TrainArgs.check(model_name, dataset, epochs, None, seed, None, "auto")
     out = default_tune_dir(model_name, base.dataset, seed) if out is None else Path(out)
+    _check_tune_dir(out)
     data = DataPlan.load(base, dist_lib.plan(None, base.batch_size))
     steps = math.ceil(len(keras.tree.flatten(data.train[0])[0]) / base.batch_size)
     objective = "val_loss" if data.validation else "loss"
@@ -111,6 +112,20 @@ def tune(
     return _save_best(tuner, trial_args, data, base, objective, out)
 
 
+def _check_tune_dir(out: Path) -> None:
+    """``out`` is new, empty or a tune directory (KerasTuner's ``search`` and the
+    ``best`` preset in it): a user's folder is never written into."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} is a file; choose a folder for the search")
+    if out.is_dir():
+        others = sorted(p.name for p in out.iterdir() if p.name not in ("search", "best"))
+        if others:
+            raise ValueError(
+                f"out {str(out)!r} is not a zoo tune directory (it holds {others[:5]}); choose "
+                "a new or empty --out"
+            )
+
+
 def _has_space(name, get_recipe) -> bool:
     try:
         return get_recipe(name).search_space is not None
@@ -139,7 +154,7 @@ def _save_best(tuner, trial_args, data, base, objective, out: Path) -> dict[str,
         "epochs": base.epochs,
         "seed": base.seed,
         "overrides": args.overrides,
-        "training": args.control.config(),
+        "control": args.control.config(),
         "tune": summary,
         "metrics": summary["test_metrics"],
     }
