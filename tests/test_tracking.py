@@ -9,6 +9,7 @@ import keras
 import pytest
 from conftest import extras_required
 
+import zoo
 from zoo import cli, tracking
 from zoo.training import train
 
@@ -83,6 +84,9 @@ def test_zoo_runs_lists_every_run_with_its_state_and_plots_their_curves(tmp_path
     (root / "broken").mkdir()
     (root / "broken" / "config.json").write_text("{not json")
     (root / "empty").mkdir()  # no run: not listed
+    zoo.preset_from_run(root / "done", root / "done_preset")  # a preset: not a run
+    (root / "keras").mkdir()  # another config.json: not a run
+    (root / "keras" / "config.json").write_text(json.dumps({"class_name": "Functional"}))
     capsys.readouterr()
     assert cli.main(["runs", str(root), "--plot", str(tmp_path / "curves.png")]) == 0
     out = capsys.readouterr().out
@@ -92,7 +96,8 @@ def test_zoo_runs_lists_every_run_with_its_state_and_plots_their_curves(tmp_path
     assert f"loss {metrics['test_loss']:.4g}" in lines["done"] and "| finished |" in lines["done"]
     assert "| 1/3 | - | - | resumable |" in lines["killed"]
     assert "damaged (config.json: JSONDecodeError)" in lines["broken"]
-    assert "empty" not in lines
+    assert set(lines) >= {"done", "killed", "broken"}
+    assert not {"empty", "done_preset", "keras"} & set(lines)
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the plot is an output like any other: an existing file only with --overwrite
     assert cli.main(["runs", str(root), "--plot", str(tmp_path / "curves.png")]) == 2

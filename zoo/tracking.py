@@ -138,13 +138,26 @@ def read_run(path: Path) -> RunInfo:
     return RunInfo(path, "resumable", config, {}, history)
 
 
+#: What a run's config.json always holds (zoo.training.TrainArgs.config); a preset's or a
+#: Keras model's config.json holds none of these
+RUN_KEYS = ("model", "dataset", "epochs", "seed", "backend")
+
+
 def find_runs(root: str | Path) -> list[RunInfo]:
-    """Every run directory (a folder with a config.json) under ``root``, sorted by path."""
+    """Every run directory under ``root`` (a folder whose config.json is a run's, or
+    cannot be read: a damaged run), sorted by path; presets (metadata.json beside their
+    config.json) and other folders are left out."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"runs folder {str(root)!r} is not a directory")
-    found = sorted(p.parent for p in root.rglob("config.json") if "checkpoint" not in p.parts)
-    return [read_run(p) for p in found]
+    found = []
+    for path in sorted(p.parent for p in root.rglob("config.json")):
+        if (path / "metadata.json").exists():
+            continue  # a preset (zoo.presets): its config.json is the model's
+        run = read_run(path)
+        if (run.state == "damaged" and not run.config) or all(k in run.config for k in RUN_KEYS):
+            found.append(run)
+    return found
 
 
 def runs_table(runs: list[RunInfo], root: Path) -> str:
