@@ -47,6 +47,15 @@ predict samples/s in float32 with full precision, in float32 with TF32, and unde
 matrix peak, measured in the same process (an 8192x8192x8192 bf16 product). Any flag
 given overrides the profile's value.
 
+End to end (``--end-to-end``, instead of the above): a run of N steps (``--e2e-steps``,
+default 500, 5,000 and 50,000) with the zoo's defaults (``zoo.training.fit``,
+``fast="auto"``) against each native loop, each in a fresh process, from the first
+step's compile to the last step's end (the model built and the data in memory
+before): what a user's run costs. The data is 500 batches, the zoo's epochs and the
+native loops' batch order both cycling over them. A size whose predecessor took more
+than a tenth of ``--e2e-budget`` (per form, 300 s by default) is not run: that the
+report says, with the time it would take.
+
 It prints a markdown table and the ratios zoo/native and zoo/guide, and writes JSON
 (``--json``); ``--docs`` replaces this backend's section of ``docs/benchmarks.md``.
 """
@@ -118,6 +127,9 @@ PROBE_BATCH = {"toy_resnet": 256, "vgg19_features": 64}
 PROBE_STEPS = {"toy_resnet": 30, "vgg19_features": 10}
 PROBE_SETTINGS = (("float32", "highest"), ("float32", "tf32"), ("mixed_bfloat16", "tf32"))
 PROBE = "precision_probe"  # the worker that runs the probe of one model
+E2E = "end_to_end"  # the worker of one end-to-end run: "end_to_end:<form>:<steps>"
+E2E_STEPS = (500, 5000, 50000)
+E2E_WINDOW = 500  # batches of data an end-to-end run cycles over (divides every size)
 CHECK_STEPS = 10  # steps of the equivalence check
 CHECK_RTOL = 1e-3  # relative tolerance of the equivalence check (float32, 10 steps)
 
@@ -556,12 +568,40 @@ def _precision_probe(model_name: str, args) -> dict:
     return rows
 
 
+def _end_to_end(form: str, model_name: str, steps: int, args, backend) -> float:
+    """Seconds of one run of ``steps`` steps of ``form`` (zoo: the defaults), from the
+    start of training to the end of its last step, compiling included."""
+    import importlib
+
+    from benchmarks.common import batch_order, keras_weights
+
+    samples = E2E_WINDOW * args.batch_size
+    x, y = _take(_data(model_name, samples), samples)
+    model = _zoo_model(model_name)
+    if form == "zoo":
+        from zoo.training import fit
+
+        start = time.perf_counter()
+        fit(model, x, y, batch_size=args.batch_size, epochs=steps // E2E_WINDOW, verbose=0)
+        return time.perf_counter() - start
+    native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
+    options = {"compiled": True} if form == "native_compiled" else {}
+    order = batch_order(samples, args.batch_size, steps, seed=1)
+    start = time.perf_counter()
+    trainer = native.Trainer(model_name, keras_weights(model), x, y, **options)
+    trainer.train(order)
+    return time.perf_counter() - start
+
+
 def worker(args) -> dict:
     import keras
 
     backend = keras.backend.backend()
     model_name, impl = args.model, args.impl
     result = {"model": model_name, "impl": impl, "backend": backend}
+    if impl.startswith(f"{E2E}:"):
+        _, form, steps = impl.split(":")
+        return {**result, "seconds": _end_to_end(form, model_name, int(steps), args, backend)}
     if args.precision != "default":
         from zoo.precision import set_float32_precision
 
@@ -756,6 +796,72 @@ def run_all(args, backend) -> dict:
         "probe": probe,
         "stopped": stopped,
     }
+
+
+def run_end_to_end(args, backend) -> dict:
+    """Every model's end-to-end runs (``--end-to-end``): per size, the zoo's defaults and
+    each native form, each in its own process."""
+    forms = ["zoo", "native"] + (["native_compiled"] if backend == "torch" else [])
+    rows = []
+    for model_name in args.models:
+        last: dict[str, tuple[int, float]] = {}
+        for steps in sorted(args.e2e_steps):
+            row = {"model": model_name, "steps": steps, "seconds": {}, "skipped": {}}
+            for form in forms:
+                if form in last:
+                    done, took = last[form]
+                    guess = took * steps / done
+                    if took > args.e2e_budget / 10 or guess > args.e2e_budget:
+                        row["skipped"][form] = f"not run: about {guess:,.0f} s"
+                        continue
+                one = _run_worker(args, backend, model_name, f"{E2E}:{form}:{steps}", 0,
+                                  timeout=args.e2e_budget)  # fmt: skip
+                if one is None:
+                    row["skipped"][form] = f"stopped after {args.e2e_budget:.0f} s"
+                    last[form] = (steps, float("inf"))
+                    continue
+                row["seconds"][form] = one["seconds"]
+                last[form] = (steps, one["seconds"])
+            rows.append(row)
+    return {
+        "backend": backend,
+        "date": date.today().isoformat(),
+        "machine": _machine(args.device),
+        "versions": _versions(backend),
+        "batch_size": args.batch_size,
+        "end_to_end": rows,
+    }
+
+
+def end_to_end_markdown(report) -> str:
+    v = report["versions"]
+    lines = [
+        f"### {report['backend']}: end to end",
+        "",
+        f"{report['date']}; {report['machine']}; "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"; batch {report['batch_size']}. Seconds from the first step's start (compiling "
+        "included) to the last step's end, each run in a fresh process; zoo / native is the "
+        "fastest native form's time over the zoo's (above 1: the zoo is faster).",
+        "",
+        "| model | steps | zoo, defaults (s) | native (s) | native compiled (s) | zoo / native |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["end_to_end"]:
+        seconds, skipped = row["seconds"], row["skipped"]
+
+        def cell(form, seconds=seconds, skipped=skipped):
+            if form in seconds:
+                return f"{seconds[form]:,.2f}"
+            return skipped.get(form, "-")
+
+        natives = [seconds[f] for f in NATIVE if f in seconds]
+        ratio = f"**{min(natives) / seconds['zoo']:.2f}x**" if natives and "zoo" in seconds else "-"
+        lines.append(
+            f"| `{row['model']}` | {row['steps']:,} | {cell('zoo')} | {cell('native')} | "
+            f"{cell('native_compiled')} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _run_worker(args, backend, model_name, impl, round_, timeout=None) -> dict | None:
@@ -1107,6 +1213,16 @@ def parse_args(argv=None):
         action="store_true",
         help="2 windows of 3 steps, fast=auto: a smoke test, not a measurement",
     )
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="instead: runs of --e2e-steps steps with the zoo's defaults against each native "
+        "loop, compiling included, each in a fresh process",
+    )
+    parser.add_argument("--e2e-steps", type=int, nargs="+", default=list(E2E_STEPS))
+    parser.add_argument(
+        "--e2e-budget", type=float, default=300.0, help="seconds per end-to-end run at most"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--docs", type=Path, help="replace this backend's section of this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -1160,6 +1276,19 @@ def main(argv=None) -> int:
     apply_profile(args, accelerator_present())
     if args.worker:
         print(json.dumps(worker(args)))
+        return 0
+    if args.end_to_end:
+        bad = [n for n in args.e2e_steps if n < E2E_WINDOW or n % E2E_WINDOW]
+        if bad:
+            raise SystemExit(f"benchmark: --e2e-steps must be multiples of {E2E_WINDOW}, got {bad}")
+        report = run_end_to_end(args, backend)
+        text = end_to_end_markdown(report)
+        print(text)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        if args.docs:
+            update_docs(args.docs, f"{backend}-e2e", text)
         return 0
     report = run_all(args, backend)
     text = markdown(report)

@@ -845,6 +845,33 @@ def test_the_benchmarks_gpu_profile_fills_only_what_the_command_line_left(monkey
     assert [impl for impl, _ in calls] == ["side_by_side", "precision_probe"]
 
 
+def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypatch):
+    """--end-to-end: per size each form in its own worker; a size is not run where the
+    previous one took more than a tenth of the budget (named with the time it would
+    take); zoo / native is the fastest native form's time over the zoo's."""
+    bench = _benchmark_module()
+    took = {"zoo": 2.0, "native": 40.0, "native_compiled": 5.0}
+    calls = []
+
+    def worker(args, backend, model_name, impl, round_, timeout=None):
+        _, form, steps = impl.split(":")
+        calls.append((form, int(steps)))
+        return {"seconds": took[form] * int(steps) / 500}
+
+    monkeypatch.setattr(bench, "_run_worker", worker)
+    monkeypatch.setattr(bench, "_versions", lambda backend: {})
+    argv = ["--end-to-end", "--models", "mnist_mlp", "--e2e-steps", "500", "5000"]
+    args = bench.apply_profile(bench.parse_args([*argv, "--e2e-budget", "300"]), gpu=False)
+    report = bench.run_end_to_end(args, "torch")
+    assert ("native", 5000) not in calls and ("zoo", 5000) in calls  # 40 s > 300 s / 10
+    first, second = report["end_to_end"]
+    assert first["seconds"] == took and not first["skipped"]
+    assert second["skipped"] == {"native": "not run: about 400 s"}
+    text = bench.end_to_end_markdown(report)
+    assert "| `mnist_mlp` | 500 | 2.00 | 40.00 | 5.00 | **2.50x** |" in text
+    assert "| `mnist_mlp` | 5,000 | 20.00 | not run: about 400 s | 50.00 | **2.50x** |" in text
+
+
 def test_the_paired_side_by_side_ratio_is_the_median_of_window_ratios():
     bench = _benchmark_module()
     # a slow spell over the zoo's first window and the native's last two: the medians

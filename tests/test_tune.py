@@ -47,13 +47,13 @@ def _trials(out):
 def test_a_tiny_search_resumes_and_saves_its_best_trial_as_a_preset(tmp_path):
     out = tmp_path / "tune"
     with pytest.raises(SimulatedCrash):  # killed as the second trial trains
-        tune("mnist_mlp", epochs=1, max_trials=3, out=out, callbacks=[_CrashInTrial(2)])
+        tune("mnist_mlp", epochs=1, max_trials=2, out=out, callbacks=[_CrashInTrial(2)])
     first = _trials(out)
     assert first["0"][0] == "COMPLETED" and not (out / "best").exists()
     kept = (out / "search" / "trial_0" / "trial.json").read_bytes()
-    found = tune("mnist_mlp", epochs=1, max_trials=3, out=out)  # the same command again
+    found = tune("mnist_mlp", epochs=1, max_trials=2, out=out)  # the same command again
     trials = _trials(out)
-    assert found["trials"] == 3 and sorted(trials) == ["0", "1", "2"]
+    assert found["trials"] == 2 and sorted(trials) == ["0", "1"]
     assert all(status == "COMPLETED" for status, _ in trials.values())
     assert (out / "search" / "trial_0" / "trial.json").read_bytes() == kept  # not run again
     assert found["score"] == min(score for _, score in trials.values())
@@ -71,8 +71,8 @@ def test_a_tiny_search_resumes_and_saves_its_best_trial_as_a_preset(tmp_path):
     assert metadata["tune"]["hyperparameters"] == hp and metadata["tune"]["score"] == found["score"]
     assert metadata["control"]["learning_rate"] == pytest.approx(hp["learning_rate"])
     # the same command once more: nothing left to search, the same best preset
-    again = tune("mnist_mlp", epochs=1, max_trials=3, out=out)
-    assert (again["trials"], again["hyperparameters"]) == (3, hp)
+    again = tune("mnist_mlp", epochs=1, max_trials=2, out=out)
+    assert (again["trials"], again["hyperparameters"]) == (2, hp)
 
 
 @pytest.mark.parametrize("model_name", ["mnist_mlp", "toy_resnet", "ticket_router"])
