@@ -95,7 +95,7 @@ def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
         "--train-args",
         "linear_regression --epochs 1",
         "--suite-args",
-        "tests/test_house.py",
+        "tests/test_house.py::test_the_registry_imports_nothing_of_the_zoo_nor_keras",
         "--diagnose",
         "tests/test_house.py::test_no_module_of_the_speed_path_is_over_400_lines",
         "--bench-args",
