@@ -515,11 +515,11 @@ def _probe_data(model, model_name, n):
     return x, {"block5_pool": np.zeros((n, *out), np.float32)}
 
 
-def _precision_probe(model_name: str, args) -> dict:
+def _precision_probe(model_name: str, args, peak: float | None) -> list[dict]:
     """Training and predict samples/s of ``model_name`` under each of ``PROBE_SETTINGS``
     (the zoo's ``fit`` with ``fast="auto"``, what a user's run gets), the TFLOP/s
-    they reach (3 x the forward pass per trained sample) and their share of this
-    GPU's bf16 peak, measured here."""
+    they reach (3 x the forward pass per trained sample) and their share of ``peak``,
+    this GPU's bf16 rate measured in the same process (None without a GPU)."""
     from zoo.precision import float32_precision_scope
     from zoo.training import fit
 
@@ -528,7 +528,6 @@ def _precision_probe(model_name: str, args) -> dict:
     batch = 8 if quick else PROBE_BATCH[model_name]
     steps = args.window_steps or PROBE_STEPS[model_name]
     flops = forward_flops(_probe_model(model_name, "float32", image))
-    peak = bf16_peak_tflops()
     rows = []
     for policy, precision in PROBE_SETTINGS:
         with float32_precision_scope(precision):
@@ -608,11 +607,10 @@ def worker(args) -> dict:
         set_float32_precision(args.precision)
     if impl == SIDE_BY_SIDE:
         return {**result, **_side_by_side_checked(model_name, args, backend)}
-    if impl == PROBE:  # every model of --mixed, in this one process
-        return {
-            **result,
-            "probe": [r for m in model_name.split(",") for r in _precision_probe(m, args)],
-        }
+    if impl == PROBE:  # every model of --mixed, in this one process, against one peak
+        peak = bf16_peak_tflops()
+        rows = [r for m in model_name.split(",") for r in _precision_probe(m, args, peak)]
+        return {**result, "probe": rows}
     result.update(_check(impl, model_name, backend))
     keras.backend.clear_session()
     if impl in NATIVE:
@@ -833,14 +831,17 @@ def run_end_to_end(args, backend) -> dict:
     }
 
 
+def _setting(report) -> str:
+    """A report's first line: the date, the machine, the versions and the batch size."""
+    versions = ", ".join(f"{k} {val}" for k, val in report["versions"].items())
+    return f"{report['date']}; {report['machine']}; {versions}; batch {report['batch_size']}"
+
+
 def end_to_end_markdown(report) -> str:
-    v = report["versions"]
     lines = [
         f"### {report['backend']}: end to end",
         "",
-        f"{report['date']}; {report['machine']}; "
-        + ", ".join(f"{k} {val}" for k, val in v.items())
-        + f"; batch {report['batch_size']}. Seconds from the first step's start (compiling "
+        _setting(report) + ". Seconds from the first step's start (compiling "
         "included) to the last step's end, each run in a fresh process; zoo / native is the "
         "fastest native form's time over the zoo's (above 1: the zoo is faster).",
         "",
@@ -951,13 +952,11 @@ def _paired_ratio(report, model_name: str) -> float | None:
 
 
 def markdown(report) -> str:
-    v = report["versions"]
     lines = [
         f"### {report['backend']}",
         "",
-        f"{report['date']}; {report['machine']}; "
-        + ", ".join(f"{k} {val}" for k, val in v.items())
-        + f"; batch {report['batch_size']}; zoo with `fast={report['fast']!r}`"
+        _setting(report)
+        + f"; zoo with `fast={report['fast']!r}`"
         + (
             f"; {report['rounds']} interleaved rounds of each implementation, their windows pooled."
             if report.get("rounds", 1) > 1

@@ -1,3 +1,4 @@
+import contextlib
 import gc
 import itertools
 import os
@@ -120,3 +121,48 @@ def export_format_here() -> str | None:
 
 def extras_required() -> bool:
     return os.environ.get("ZOO_REQUIRE_EXTRAS") == "1"
+
+
+# -- simulated kills, shared by the run directory's, the training choices' and the tools' tests
+class SimulatedCrash(BaseException):
+    """Stands for a kill: no ``except Exception`` catches it, so nothing after the
+    crash point runs (``finally`` blocks do, as the kernel's cleanup does for a lock)."""
+
+
+class CrashMidEpoch(keras.callbacks.Callback):
+    """Raises ``SimulatedCrash`` after batch ``batch`` of epoch ``epoch`` (both from 0):
+    that epoch is neither finished nor checkpointed."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) >= self.at:
+            raise SimulatedCrash(f"mid-epoch {self.at}")
+
+
+def crash_at(monkeypatch, point: str | None, at: int = -1) -> None:
+    """Makes the run directory raise ``SimulatedCrash`` at its fault point ``point``
+    of epoch ``at`` (``zoo.rundir.FAULT_HOOK``); None takes the fault away."""
+    from zoo import rundir
+
+    def hook(where, epoch):
+        if (where, epoch) == (point, at):
+            raise SimulatedCrash(f"{where}@{epoch}")
+
+    monkeypatch.setattr(rundir, "FAULT_HOOK", None if point is None else hook)
+
+
+def run_with_crashes(monkeypatch, crashes, again) -> None:
+    """``again(callbacks)`` once per crash of ``crashes``, each ``(fault point, epoch)``
+    or ``("batch", (epoch, batch))`` (a ``CrashMidEpoch``), each cut short there; then
+    the faults taken away."""
+    for point, at in crashes:
+        crash_at(monkeypatch, point, at)
+        with contextlib.suppress(SimulatedCrash):
+            again([CrashMidEpoch(*at)] if point == "batch" else [])
+    crash_at(monkeypatch, None)

@@ -3,17 +3,17 @@
 optimizers, schedule and callbacks, recorded in config.json, refused on a resume that
 differs, and resumed exactly after a kill at any point, the callbacks' state included."""
 
-import contextlib
 import json
 import time
 
 import keras
 import numpy as np
 import pytest
+from conftest import CrashMidEpoch, SimulatedCrash, crash_at, run_with_crashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zoo import cli, rundir
+from zoo import cli
 from zoo.control import Control
 from zoo.rundir import RunDirError
 from zoo.training import TrainArgs, train
@@ -156,14 +156,10 @@ def test_a_kill_after_early_stopping_decided_trains_no_further(tmp_path, straigh
     metrics, history = straight["stopping"]
     stop = metrics["epochs_done"]
 
-    def hook(where, epoch):
-        if (where, epoch) == ("history:written", stop):
-            raise SimulatedCrash(where)
-
-    monkeypatch.setattr(rundir, "FAULT_HOOK", hook)
+    crash_at(monkeypatch, "history:written", stop)
     with pytest.raises(SimulatedCrash):
         train("mnist_mlp", epochs=EPOCHS, out=tmp_path / "run", verbose=0, control=STOPPING)
-    monkeypatch.setattr(rundir, "FAULT_HOOK", None)
+    crash_at(monkeypatch, None)
     again = train("mnist_mlp", epochs=EPOCHS, out=tmp_path / "run", verbose=0, control=STOPPING)
     assert again["epochs_done"] == stop and _rows(tmp_path / "run") == history
     assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6, abs=1e-7)
@@ -186,27 +182,10 @@ def test_a_kill_in_the_deciding_epoch_keeps_the_callbacks_state(tmp_path, straig
     out = tmp_path / "run"
     with pytest.raises(SimulatedCrash):
         train("mnist_mlp", epochs=EPOCHS, out=out, verbose=0, control=choices,
-              callbacks=[_CrashMidEpoch(epoch, 3)])  # fmt: skip
+              callbacks=[CrashMidEpoch(epoch, 3)])  # fmt: skip
     assert len(_rows(out).splitlines()) == 1 + epoch  # the epochs before it are checkpointed
     again = train("mnist_mlp", epochs=EPOCHS, out=out, verbose=0, control=choices)
     assert _rows(out) == history and again["epochs_done"] == metrics["epochs_done"]
-
-
-class SimulatedCrash(BaseException):
-    """Stands for a kill (as in tests/test_rundir.py): nothing after it runs."""
-
-
-class _CrashMidEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at = (epoch, batch)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.epoch, batch) >= self.at:
-            raise SimulatedCrash(f"mid-epoch {self.at}")
 
 
 crash = st.one_of(
@@ -243,16 +222,7 @@ def test_kills_at_any_point_resume_to_the_uninterrupted_run(
         with pytest.raises(RunDirError, match="holds a finished run"):
             train("mnist_mlp", epochs=EPOCHS, out=out, verbose=0, control=choices)
 
-    for point, at in crashes:
-
-        def hook(where, epoch, point=point, at=at):
-            if where == point and epoch == at:
-                raise SimulatedCrash(f"{where}@{epoch}")
-
-        monkeypatch.setattr(rundir, "FAULT_HOOK", hook)
-        with contextlib.suppress(SimulatedCrash):
-            again([_CrashMidEpoch(*at)] if point == "batch" else [])
-    monkeypatch.setattr(rundir, "FAULT_HOOK", None)
+    run_with_crashes(monkeypatch, crashes, again)
     again()
     metrics, history = straight[control]
     got = json.loads((out / "metrics.json").read_text())

@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import run_with_crashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,11 +35,6 @@ from zoo.training import train
 BACKEND = keras.backend.backend()
 EPOCHS = 3
 ENV = {**os.environ, "KERAS_BACKEND": BACKEND}
-
-
-class SimulatedCrash(BaseException):
-    """Stands for a kill: no ``except Exception`` catches it, so nothing after the
-    crash point runs (``finally`` blocks do, as the kernel's cleanup does for a lock)."""
 
 
 def _history(run: Path) -> str:
@@ -319,19 +315,6 @@ POINTS = [
 AFTER_FIT = ["model:written", "metrics:written"]
 
 
-class _CrashMidEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at = (epoch, batch)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.epoch, batch) >= self.at:
-            raise SimulatedCrash(f"mid-epoch {self.at}")
-
-
 crash = st.one_of(
     st.tuples(st.sampled_from(POINTS), st.integers(1, EPOCHS)),
     st.tuples(st.sampled_from(AFTER_FIT), st.just(-1)),
@@ -360,16 +343,7 @@ def test_any_kills_then_reruns_end_like_the_uninterrupted_run(
         with pytest.raises(RunDirError, match="holds a finished run"):
             train("mnist_mlp", epochs=EPOCHS, out=out, verbose=0)
 
-    for point, at in crashes:
-
-        def hook(where, epoch, point=point, at=at):
-            if where == point and epoch == at:
-                raise SimulatedCrash(f"{where}@{epoch}")
-
-        monkeypatch.setattr(rundir, "FAULT_HOOK", hook)
-        with contextlib.suppress(SimulatedCrash):
-            again([_CrashMidEpoch(*at)] if point == "batch" else [])
-    monkeypatch.setattr(rundir, "FAULT_HOOK", None)
+    run_with_crashes(monkeypatch, crashes, again)
     again()
     _assert_like(out, straight)
     shutil.rmtree(out)

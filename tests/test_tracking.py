@@ -7,27 +7,13 @@ import shutil
 
 import keras
 import pytest
-from conftest import extras_required
+from conftest import CrashMidEpoch, SimulatedCrash, extras_required
 
 import zoo
 from zoo import cli, tracking
 from zoo.training import train
 
 BACKEND = keras.backend.backend()
-
-
-class SimulatedCrash(BaseException):
-    """Stands for a kill (tests/test_rundir.py): nothing after it runs."""
-
-
-class _CrashAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.at = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at:
-            raise SimulatedCrash(f"epoch {epoch}")
 
 
 def _scalars(log_dir):
@@ -48,8 +34,9 @@ def test_tensorboard_events_hold_every_epochs_metrics_after_a_kill_too(tmp_path)
     if not tracking.tensorboard_available() and not extras_required():
         pytest.skip(f"needs the tensorboard package: {tracking.INSTALL_HINT}")
     run = tmp_path / "run"
-    with pytest.raises(SimulatedCrash):  # killed as epoch 3 begins: 2 epochs checkpointed
-        train("mnist_mlp", epochs=4, out=run, verbose=0, tensorboard=True, callbacks=[_CrashAt(2)])
+    with pytest.raises(SimulatedCrash):  # killed in epoch 3: 2 epochs checkpointed
+        train("mnist_mlp", epochs=4, out=run, verbose=0, tensorboard=True,
+              callbacks=[CrashMidEpoch(2, 0)])  # fmt: skip
     shutil.rmtree(run / "tensorboard")  # as if the kill came before any event was written
     metrics = train("mnist_mlp", epochs=4, out=run, verbose=0, tensorboard=True)
     assert metrics["epochs_done"] == 4
@@ -80,7 +67,7 @@ def test_zoo_runs_lists_every_run_with_its_state_and_plots_their_curves(tmp_path
     train("linear_regression", epochs=2, out=root / "done", verbose=0)
     with pytest.raises(SimulatedCrash):
         train("linear_regression", epochs=3, out=root / "killed", verbose=0,
-              callbacks=[_CrashAt(1)])  # fmt: skip
+              callbacks=[CrashMidEpoch(1, 0)])  # fmt: skip
     (root / "broken").mkdir()
     (root / "broken" / "config.json").write_text("{not json")
     (root / "empty").mkdir()  # no run: not listed

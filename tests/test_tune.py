@@ -6,7 +6,7 @@ import json
 
 import keras
 import pytest
-from conftest import extras_required
+from conftest import SimulatedCrash, extras_required
 
 import zoo
 from zoo import cli
@@ -14,10 +14,6 @@ from zoo.training import TrainArgs, recipe_for
 
 kt = pytest.importorskip("keras_tuner") if not extras_required() else __import__("keras_tuner")
 from zoo.tune import tune  # noqa: E402
-
-
-class SimulatedCrash(BaseException):
-    """Stands for a kill (tests/test_rundir.py): nothing after it runs."""
 
 
 class _CrashInTrial(keras.callbacks.Callback):

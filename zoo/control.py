@@ -87,8 +87,11 @@ class Control:
         return {k: v for k, v in asdict(self).items() if v != getattr(defaults, k)}
 
     def changes_optimizer(self) -> bool:
-        return bool(self.optimizer or self.learning_rate or self.schedule != "constant") or bool(
-            self.warmup_epochs
+        return bool(
+            self.optimizer
+            or self.learning_rate
+            or self.schedule != "constant"
+            or self.warmup_epochs
         )
 
     def compile(self, model: keras.Model, steps_per_epoch: int, epochs: int) -> None:
@@ -174,13 +177,10 @@ def _plain(value):
 
 
 class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
-    """Keras's EarlyStopping, resumable; ``stopped`` says it ended the run."""
+    """Keras's EarlyStopping, resumable (a ``stopped_epoch`` above 0: it ended the run)."""
 
     STATE = ("wait", "best", "stopped_epoch", "best_epoch")
     key = "early_stopping"
-
-    def stopped(self) -> bool:
-        return self.stopped_epoch > 0
 
 
 class ResumableReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):

@@ -60,10 +60,9 @@ def tune(
     kt = _keras_tuner()
     recipe = recipe_for(model_name)
     if recipe.search_space is None:
-        from zoo.factory import list_models
-        from zoo.registry import get_recipe
+        from zoo.registry import get_recipe, recipe_names
 
-        have = [n for n in list_models() if _has_space(n, get_recipe)]
+        have = [n for n in recipe_names() if get_recipe(n).search_space is not None]
         raise ValueError(f"model {model_name!r} has no search space; zoo tune takes {have}")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"max_trials must be an int >= 1, got {max_trials!r}")
@@ -124,13 +123,6 @@ def _check_tune_dir(out: Path) -> None:
                 f"out {str(out)!r} is not a zoo tune directory (it holds {others[:5]}); choose "
                 "a new or empty --out"
             )
-
-
-def _has_space(name, get_recipe) -> bool:
-    try:
-        return get_recipe(name).search_space is not None
-    except ValueError:
-        return False
 
 
 def _save_best(tuner, trial_args, data, base, objective, out: Path) -> dict[str, Any]:
