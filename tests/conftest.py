@@ -2,6 +2,7 @@ import contextlib
 import gc
 import itertools
 import os
+import tempfile
 
 # Test processes share a GPU (pytest-xdist's workers, the training processes tests
 # start): JAX would reserve 75% of its memory in each at first use, so allocate on demand.
@@ -46,6 +47,9 @@ def backend():
 
 
 def pytest_configure(config):
+    # the speed path's cost cache (zoo.performance.costs) in a folder of this session's,
+    # so that no test reads or writes the user's, and every test starts without figures
+    os.environ["ZOO_CACHE_DIR"] = tempfile.mkdtemp(prefix="zoo-test-cache-")
     wanted = os.environ.get("KERAS_BACKEND")
     if wanted and keras.backend.backend() != wanted:
         raise pytest.UsageError(f"KERAS_BACKEND={wanted} but Keras runs {keras.backend.backend()}")

@@ -301,7 +301,7 @@ def fit(
     """
     steps_per_epoch = math.ceil(len(keras.tree.flatten(x)[0]) / batch_size)
     plan = dist_lib.active_plan() if plan is None else plan
-    settings = performance.settings_for(fast, steps_per_epoch, epochs, model, plan)
+    settings = performance.settings_for(fast, steps_per_epoch, epochs - initial_epoch, model, plan)
     with performance.prepare(model, x, y, batch_size, seed, settings, shard) as (data, hooks):
         history = performance.fit_function(model, settings)(
             data,

@@ -14,9 +14,6 @@ from zoo import distribute
 from zoo.utils import contains_layer
 
 MODES = ("auto", "on", "off")
-#: ``fast="auto"`` compiles the torch train step only for runs of at least this many
-#: steps: below it the compile costs more than it saves.
-TORCH_COMPILE_MIN_STEPS = 10_000
 #: ``fast="auto"`` XLA-compiles the TensorFlow window only for runs of at least this many
 #: steps (XLA's extra compile time over the steps it saves, mnist_mlp on this CPU).
 XLA_MIN_STEPS = 5_000
@@ -63,7 +60,13 @@ class Settings:
             iterator), ``"in-graph"`` (gathered inside the compiled window from the
             arrays on the device) or ``"torch"`` (gathered by the torch window from torch
             tensors in memory).
-        torch_compile: whether the torch train step is compiled.
+        torch_compile: whether the torch train step is compiled from the start
+            (``fast="on"``).
+        compile_when_pays: whether the torch window records Keras's step and replays it
+            (``torch.capture``), and compiles the recording mid-run once its measured
+            speed and the compile's cost make compiling pay (``torch.switch``,
+            ``fast="auto"``).
+        planned_steps: the steps this fit is to run (what compiling would pay over).
         window: whether the zoo's window train function runs instead of Keras's own.
         ddp: whether the torch step runs through ``DistributedDataParallel``.
         fused_lstm: whether Keras's ``LSTM`` layers run torch's fused LSTM kernel on the
@@ -85,6 +88,8 @@ class Settings:
     fused_lstm: bool = False
     channels_last: bool = False
     multi_worker: bool = False
+    compile_when_pays: bool = False
+    planned_steps: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -118,8 +123,8 @@ def settings_for(
     ``keras.distribution`` and TensorFlow's ``MirroredStrategy``; the zoo's window, never
     compiled, under torch DDP and TensorFlow's multi-worker strategy (with ``"off"`` one
     step per window). On one device: TensorFlow's window is XLA-compiled unless the model
-    has convolutions; JAX keeps Keras's loop for convolutions; torch's step is compiled
-    for long runs (or ``"on"``)."""
+    has convolutions; JAX keeps Keras's loop for convolutions; torch's step is recorded
+    and replayed, and compiled mid-run where that pays (``"on"``: compiled from the start)."""
     check.one_of("fast", mode, MODES)
     backend = keras.backend.backend()
     strategy = (plan or distribute.DistPlan()).strategy
@@ -158,9 +163,11 @@ def settings_for(
             None,
             spe,
             "torch",
-            _compile_pays(mode, steps, TORCH_COMPILE_MIN_STEPS),
+            mode == "on",
             window=True,
             fused_lstm=has_lstm(model),
             channels_last=conv,
+            compile_when_pays=mode == "auto",
+            planned_steps=steps,
         )
     return Settings(mode, backend)

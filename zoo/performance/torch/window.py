@@ -5,12 +5,15 @@ order, without Keras's per-step callbacks and iterator."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 
 import zoo.performance.keras_patches as keras_patches
 from zoo import distribute
 from zoo.performance.feed import Batches, EpochHooks, Window
+from zoo.performance.torch.capture import CapturedStep
 from zoo.performance.torch.step import compiled_train_step, ddp_train_step, gather
+from zoo.performance.torch.switch import Switch
 
 
 def _window_functions(model, window: Window, step: Callable):
@@ -24,10 +27,15 @@ def _window_functions(model, window: Window, step: Callable):
         begin, _, _ = window.take()
         # trace_autograd_ops set once around the window's steps (not per step: costly)
         traced = getattr(step, "kind", None) == "one-graph"
+        if hasattr(step, "check"):
+            step.check()
+        start = time.perf_counter()
         with keras_patches.autograd_traced(True) if traced else contextlib.nullcontext():
             for i in range(begin, window.next_step):
                 logs = step(torch.from_numpy(feed.indices(i).astype("int64")))
-        return logs
+        if isinstance(step, Switch):
+            step.window_done(window.next_step - begin, time.perf_counter() - start)
+        return model.get_metrics_result() if logs is None else logs  # None: a replayed step
 
     def test_function(data):
         with torch.no_grad():
@@ -91,7 +99,9 @@ def install(model, window: Window, settings, stack: contextlib.ExitStack):
     elif settings.torch_compile:
         step = compiled_train_step(model, tensors, len(feed.indices(0)))
     else:
-        step = lambda idx: model.train_step(gather(tensors, idx))  # noqa: E731
+        step = Switch(CapturedStep(model, tensors, len(feed.indices(0))), settings.planned_steps)
+        if not settings.compile_when_pays:
+            step = step.captured
     keras_patches.set_train_function(model, *_window_functions(model, window, step))
     hooks = [EpochHooks(window.set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
     if settings.ddp:

@@ -1,0 +1,272 @@
+"""``fast="auto"``'s parts: the compile-cost cache (``zoo.performance.costs``, every
+backend), and on torch the recorded and replayed Keras step (``torch.capture``) and the
+mid-run compile (``torch.switch``), each computing what Keras's own step computes."""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.datasets import tickets
+from zoo.performance import costs, keras_patches
+from zoo.training import fit, recipe_for
+
+BACKEND = keras.backend.backend()
+
+
+def test_the_estimate_compiles_only_where_the_saving_beats_the_cost(monkeypatch):
+    measured = costs.Estimate(compile_s=2.0, step_s=0.3e-3, measured=True)
+    # 10,000 steps x 0.5 ms saved = 5 s > 1.25 x 2 s; 4,000 x 0.5 ms = 2 s < 2.5 s
+    assert measured.pays(10_000, 0.8e-3) and not measured.pays(4_000, 0.8e-3)
+    assert not measured.pays(10_000, 0.3e-3)  # nothing to gain
+    assert not costs.Estimate(fails=True).pays(10**9, 1.0)
+    guess = costs.Estimate()  # nothing measured: the assumed cost and share
+    step = 1e-3
+    pays_from = costs.MARGIN * costs.DEFAULT_COMPILE_S / (step * (1 - costs.DEFAULT_COMPILED_SHARE))
+    assert guess.pays(int(pays_from) + 1, step) and not guess.pays(int(pays_from) - 1, step)
+
+
+def test_the_cost_cache_round_trips_and_never_fails_a_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    assert costs.read("k") is None and costs.Estimate.of("k") == costs.Estimate()
+    costs.write("k", {"compile_s": 1.5, "step_s": 2e-4})
+    costs.write("other", {"fails": True})
+    estimate = costs.Estimate.of("k")
+    assert (estimate.compile_s, estimate.step_s, estimate.measured) == (1.5, 2e-4, True)
+    assert costs.Estimate.of("other").fails
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [costs.FILE]  # no temp left
+    (tmp_path / "cache" / costs.FILE).write_text("{not json")  # damaged: no figure, then mended
+    assert costs.read("k") is None
+    costs.write("k", {"compile_s": 3.0, "step_s": 1e-4})
+    assert json.loads((tmp_path / "cache" / costs.FILE).read_text())["k"]["compile_s"] == 3.0
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "file" / "below"))  # cannot be made
+    costs.write("k", {"compile_s": 1.0, "step_s": 1e-4})  # no error
+    assert costs.read("k") is None
+    monkeypatch.delenv("ZOO_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert costs.cache_dir() == tmp_path / "xdg" / "keras-model-zoo"
+
+
+if BACKEND == "torch":
+    import torch
+
+    from zoo.performance.torch import switch as torch_switch
+    from zoo.performance.torch.capture import CapturedStep
+    from zoo.performance.torch.step import gather
+    from zoo.performance.torch.window import targets_like_outputs
+
+    def _data(model_name, n):
+        rng = np.random.default_rng(0)
+        if model_name == "ticket_router":
+            (x, y), _ = tickets(n=2 * n, seed=0)
+            return {k: v[:n] for k, v in x.items()}, {k: v[:n] for k, v in y.items()}
+        shape = {"mnist_mlp": (784,), "conv_autoencoder": (28, 28, 1), "toy_resnet": (32, 32, 3)}
+        x = rng.random((n, *shape[model_name]), dtype=np.float32)
+        if model_name == "conv_autoencoder":
+            return x, x
+        return x, rng.integers(0, 10, n).astype("int32")
+
+    def _model(model_name, seed=0, **compile_args):
+        keras.utils.set_random_seed(seed)
+        model = zoo.create(model_name)
+        if compile_args:
+            model.compile(**compile_args)
+        else:
+            recipe_for(model_name).compile(model)
+        return model
+
+    def _state(model):
+        variables = list(model.variables) + list(model.optimizer.variables)
+        variables += [v for m in model.metrics for v in m.variables]
+        # by position: the second model's names get suffixes ("rm_sprop_1")
+        return {f"{i}: {v.name}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+
+    def _train(model_name, n, batch, orders, captured, freeze_at=None, **compile_args):
+        """Trains by steps over ``orders`` with Keras's ``train_step`` or ``CapturedStep``,
+        under the window's torch patches; returns the state, the step and the logs."""
+        model = _model(model_name, **compile_args)
+        x, y = _data(model_name, n)
+        y = targets_like_outputs(model, y)
+        tensors = keras.tree.map_structure(lambda a: torch.from_numpy(np.asarray(a)), (x, y))
+        step = CapturedStep(model, tensors, batch) if captured else None
+        conv = model_name in ("conv_autoencoder", "toy_resnet")
+        with keras_patches.patched(fused_lstm=model_name == "ticket_router", channels_last=conv):
+            for i, idx in enumerate(orders):
+                if i == freeze_at:  # a callback freezing a layer between two windows
+                    model.layers[1].trainable = False
+                    if step is not None:
+                        assert step.check()  # the recording is dropped, made again
+                idx = torch.tensor(idx)
+                if step is None:
+                    model.train_step(gather(tensors, idx))
+                else:
+                    step(idx)
+        logs = {k: float(v) for k, v in model.get_metrics_result().items()}
+        return _state(model), step, logs
+
+    def _orders(n, batch, count):
+        rng = np.random.default_rng(1)
+        orders = [rng.permutation(n)[:batch] for _ in range(count)]
+        orders.insert(3, rng.permutation(n)[: batch // 2])  # a partial batch: eager
+        return orders
+
+    @pytest.mark.parametrize(
+        "model_name, kind",
+        [
+            ("mnist_mlp", "captured"),
+            ("conv_autoencoder", "captured"),  # channels-last convolutions
+            ("ticket_router", "captured"),  # two inputs, two outputs, torch's fused LSTM
+            ("toy_resnet", "captured"),  # unseeded dropout: torch's global generator
+        ],
+    )
+    def test_the_replayed_step_computes_kerass_step_bit_for_bit(model_name, kind):
+        n, batch = 96, 16
+        orders = _orders(n, batch, 6)
+        plain, _, plain_logs = _train(model_name, n, batch, orders, captured=False)
+        replayed, step, logs = _train(model_name, n, batch, orders, captured=True)
+        assert step.kind == kind, step.refused
+        assert plain.keys() == replayed.keys()
+        for name in plain:  # every weight, optimizer slot, step count and metric total
+            np.testing.assert_array_equal(replayed[name], plain[name], err_msg=name)
+        assert logs == plain_logs
+
+    def test_a_step_that_cannot_be_recorded_runs_kerass_step_with_nothing_counted_twice():
+        # the cosine schedule's ops.cond reads a tensor into Python: make_fx raises after
+        # the loss tracker was updated; the recording's changes are undone
+        schedule = keras.optimizers.schedules.CosineDecay(
+            1e-3, 50, warmup_target=1e-2, warmup_steps=4
+        )
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def args():  # an optimizer each: one is built for one model's variables
+            return dict(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
+
+        orders = _orders(64, 16, 5)
+        plain, _, plain_logs = _train("mnist_mlp", 64, 16, orders, False, **args())
+        replayed, step, logs = _train("mnist_mlp", 64, 16, orders, True, **args())
+        assert step.kind == "eager" and "recording failed" in step.refused
+        for name in plain:
+            np.testing.assert_array_equal(replayed[name], plain[name], err_msg=name)
+        assert logs == plain_logs
+
+    def test_a_model_with_its_own_train_step_is_not_replayed():
+        class Custom(keras.Model):
+            def train_step(self, data):
+                return super().train_step(data)
+
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((784,))
+        model = Custom(inputs, keras.layers.Dense(10)(inputs))
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        x, y = _data("mnist_mlp", 32)
+        step = CapturedStep(model, (torch.from_numpy(x), torch.from_numpy(y)), 16)
+        step(torch.arange(16))
+        step(torch.arange(16, 32))
+        assert step.kind == "eager" and "its own train_step" in step.refused
+
+    def test_a_seeded_dropout_is_not_replayed():
+        def model(seed):
+            keras.utils.set_random_seed(seed)
+            inputs = keras.Input((784,))
+            hidden = keras.layers.Dropout(0.5, seed=3)(keras.layers.Dense(8)(inputs))
+            model = keras.Model(inputs, keras.layers.Dense(10)(hidden))
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            return model
+
+        x, y = _data("mnist_mlp", 64)
+        tensors = (torch.from_numpy(x), torch.from_numpy(y))
+        plain, replayed = model(0), model(0)
+        step = CapturedStep(replayed, tensors, 16)
+        for idx in _orders(64, 16, 4):
+            plain.train_step(gather(tensors, torch.tensor(idx)))
+            step(torch.tensor(idx))
+        # Keras reads the seed into Python (int(seed)), which make_fx refuses to record
+        assert step.kind == "eager" and "Dropout" in step.refused, step.refused
+        for a, b in zip(_state(plain).values(), _state(replayed).values(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_freezing_a_layer_mid_run_records_the_step_again():
+        orders = _orders(96, 16, 6)
+        plain, _, _ = _train("mnist_mlp", 96, 16, orders, False, freeze_at=4)
+        replayed, step, _ = _train("mnist_mlp", 96, 16, orders, True, freeze_at=4)
+        assert step.kind == "captured"
+        for name in plain:
+            np.testing.assert_array_equal(replayed[name], plain[name], err_msg=name)
+
+    def _switches(monkeypatch):
+        made, init = [], torch_switch.Switch.__init__
+
+        def keep(self, *args):
+            init(self, *args)
+            made.append(self)
+
+        monkeypatch.setattr(torch_switch.Switch, "__init__", keep)
+        return made
+
+    def _aot_eager(monkeypatch):
+        """torch.compile with dynamo's aot_eager backend: seconds, not inductor's minute."""
+        compile_ = torch.compile
+
+        def quick(fn, **kwargs):
+            kwargs.pop("options", None)
+            return compile_(fn, backend="aot_eager", **kwargs)
+
+        monkeypatch.setattr(torch, "compile", quick)
+
+    def _mlp_run(fast):
+        x, y = _data("mnist_mlp", 300)  # 19 steps of 16 an epoch, the last partial
+        model = _model("mnist_mlp")
+        history, settings = fit(model, x, y, batch_size=16, epochs=5, seed=1, verbose=0, fast=fast)
+        return history.history, settings, model
+
+    def test_auto_compiles_mid_run_where_the_cost_cache_says_it_pays(monkeypatch, tmp_path):
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+        monkeypatch.setattr(costs.Estimate, "of", classmethod(lambda cls, key: cls(0.0, 0.0)))
+        _aot_eager(monkeypatch)
+        switches = _switches(monkeypatch)
+        plain, _, plain_model = _mlp_run("off")
+        auto, settings, model = _mlp_run("auto")
+        (switch,) = switches
+        assert settings.compile_when_pays and settings.planned_steps == 95
+        # timed over two windows (38 steps >= MIN_TIMED_STEPS), compiled from the third
+        assert switch.kind == "compiled" and switch.compiled_at == 38
+        assert switch.phase == "done"  # the compiled step timed, its cost written
+        (entry,) = json.loads((tmp_path / costs.FILE).read_text()).values()
+        assert entry["compile_s"] > 0 and 0 < entry["step_s"] < 1 and entry["replay_step_s"] > 0
+        np.testing.assert_allclose(auto["loss"], plain["loss"], rtol=1e-5)
+        for a, b in zip(model.get_weights(), plain_model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+    def test_a_compile_that_fails_is_recorded_and_the_replay_goes_on(monkeypatch, tmp_path):
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+        monkeypatch.setattr(costs.Estimate, "of", classmethod(lambda cls, key: cls(0.0, 0.0)))
+
+        def broken(fn, **kwargs):
+            def fails(idx):
+                fn(idx)  # half a step done, then the failure: its changes must not stay
+                raise RuntimeError("inductor exploded")
+
+            return fails
+
+        monkeypatch.setattr(torch, "compile", broken)
+        switches = _switches(monkeypatch)
+        plain, _, plain_model = _mlp_run("off")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the user is not told: nothing went wrong for them
+            auto, _, model = _mlp_run("auto")
+        (switch,) = switches
+        assert switch.kind == "captured" and switch.compiled_at is None
+        (entry,) = json.loads((tmp_path / costs.FILE).read_text()).values()
+        assert entry["fails"]
+        assert auto["loss"] == plain["loss"]  # the replay: Keras's step, bit for bit
+        for a, b in zip(model.get_weights(), plain_model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        monkeypatch.undo()  # the real Estimate.of reads the failure: no compile is tried
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+        switches = _switches(monkeypatch)
+        _mlp_run("auto")
+        assert switches[0].estimate.fails and switches[0].compiled is None

@@ -1,0 +1,104 @@
+"""What compiling cost the last time, kept in the user's cache folder, for ``fast="auto"``
+to decide mid-run whether compiling pays (``Switch``).
+
+One JSON file, ``compile-costs.json``, in ``$ZOO_CACHE_DIR``, else
+``$XDG_CACHE_HOME/keras-model-zoo``, else ``~/.cache/keras-model-zoo``. Each entry is keyed
+by what is compiled (a hash of the recorded computation, its shapes, the backend's
+version and the device), and holds the seconds the compile took, the step time it gave
+and the step time before it. The file is a cache: written atomically, read leniently
+(a missing, damaged or unwritable file means "no figure", never a failed run).
+
+Written by hand: neither Keras nor torch keeps a compile's cost (inductor's and XLA's
+caches keep the compiled code, which is what makes the next compile cheaper)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The compile's cost assumed where nothing was measured before, and the step time
+#: assumed after it as a share of the uncompiled one: torch's inductor compiled the
+#: recorded mnist_mlp step in 5.4 s from a cold cache, 2.1 s from a warm one, and ran it
+#: in 0.27-0.34 ms against 0.81 ms replayed (2026-12-04, this 2-core CPU); a first compile
+#: is assumed to cost more than that, and to gain less.
+DEFAULT_COMPILE_S = 8.0
+DEFAULT_COMPILED_SHARE = 0.5
+#: Compiling must save this many times its cost: the estimates are rough, and a run that
+#: compiles and then gains less than it paid is slower than one that never compiled.
+MARGIN = 1.25
+FILE = "compile-costs.json"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ZOO_CACHE_DIR"):
+        return Path(os.environ["ZOO_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "keras-model-zoo"
+
+
+def read(key: str) -> dict | None:
+    """The entry for ``key``, or None (none yet, or the file unreadable)."""
+    try:
+        entry = json.loads((cache_dir() / FILE).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def write(key: str, entry: dict) -> None:
+    """Sets ``key``'s entry, atomically (a temporary file renamed over the old one); a
+    folder that cannot be written is let be."""
+    folder = cache_dir()
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            table = json.loads((folder / FILE).read_text())
+            table = table if isinstance(table, dict) else {}
+        except (OSError, ValueError):
+            table = {}
+        table[key] = {**entry, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".compile-costs.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(table, f, indent=1, sort_keys=True)
+            os.replace(tmp, folder / FILE)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+@dataclass
+class Estimate:
+    """What compiling would cost and give: ``compile_s``, the seconds it takes;
+    ``step_s``, the step time after it (None: a share of the current one); ``fails``:
+    it failed the last time (never tried again with the same versions)."""
+
+    compile_s: float = DEFAULT_COMPILE_S
+    step_s: float | None = None
+    fails: bool = False
+    measured: bool = False
+
+    @classmethod
+    def of(cls, key: str) -> Estimate:
+        entry = read(key)
+        if entry is None:
+            return cls()
+        if entry.get("fails"):
+            return cls(fails=True, measured=True)
+        try:
+            return cls(float(entry["compile_s"]), float(entry["step_s"]), measured=True)
+        except (KeyError, TypeError, ValueError):
+            return cls()
+
+    def pays(self, remaining_steps: int, step_s: float) -> bool:
+        """Whether compiling now saves more than ``MARGIN`` times its cost over the
+        ``remaining_steps``, which run at ``step_s`` seconds each uncompiled."""
+        if self.fails or remaining_steps <= 0:
+            return False
+        after = step_s * DEFAULT_COMPILED_SHARE if self.step_s is None else self.step_s
+        return remaining_steps * (step_s - after) > MARGIN * self.compile_s

@@ -1,0 +1,110 @@
+"""``fast="auto"`` on torch: the captured step (``capture``), compiled mid-run with
+``torch.compile`` once the measured step time and the compile's cost (``costs``: what it
+cost the last time, else an assumed figure) say that compiling saves more than it costs
+over the steps left. The compiled step's first result is checked against the replay's
+on the same batch before it is kept; a compile that fails, or computes otherwise, is
+recorded as failing (not tried again), and the replay goes on."""
+
+from __future__ import annotations
+
+import time
+
+import zoo.performance.costs as costs
+import zoo.performance.keras_patches as keras_patches
+from zoo.performance.torch.capture import CapturedStep, close, put
+
+#: Steps the replay is timed over before the decision, and the compiled step after it.
+MIN_TIMED_STEPS = 32
+
+
+class Switch:
+    """``step(idx)``, with ``window_done(steps, seconds)`` called by the window after each
+    of its windows. ``phase``: ``"timing"`` the replay, ``"compiling"`` (the next full
+    batch compiles), ``"timing-compiled"``, then ``"done"``. ``compiled_at``: the step
+    of this fit from which the compiled step ran; ``estimate``: what was assumed."""
+
+    def __init__(self, captured: CapturedStep, planned_steps: int):
+        self.captured, self.remaining = captured, planned_steps
+        self.phase, self.compiled, self.compiled_at, self.estimate = "timing", None, None, None
+        self.done, self.timed_steps, self.timed_s = 0, 0, 0.0
+        self.replay_step_s = self.compile_s = None
+        self._overhead_s = 0.0
+
+    @property
+    def kind(self) -> str:
+        return "compiled" if self.compiled is not None else self.captured.kind
+
+    def __call__(self, idx):
+        if self.compiled is None or len(idx) != self.captured.batch_size:
+            return self.captured(idx)
+        if self.phase == "compiling":
+            return self._first_compiled_call(idx)
+        return self.compiled(idx)
+
+    def check(self) -> None:
+        """Before each window: a recording dropped (``CapturedStep.check``) drops the
+        compiled step with it, and the decision is made again."""
+        if self.captured.check():
+            self.compiled, self.compiled_at, self.phase = None, None, "timing"
+            self.timed_steps, self.timed_s = 0, 0.0
+
+    def window_done(self, steps: int, seconds: float) -> None:
+        self.done += steps
+        self.remaining -= steps
+        overhead = self.captured.overhead_s + self._overhead_s  # recording, compiling, checks
+        self.captured.overhead_s = self._overhead_s = 0.0
+        if self.phase not in ("timing", "timing-compiled") or self.captured.kind != "captured":
+            return
+        self.timed_steps += steps
+        self.timed_s += max(seconds - overhead, 0.0)
+        if self.timed_steps < MIN_TIMED_STEPS:
+            return
+        step_s, self.timed_steps, self.timed_s = self.timed_s / self.timed_steps, 0, 0.0
+        if self.phase == "timing-compiled":
+            entry = {"compile_s": self.compile_s, "step_s": step_s}
+            costs.write(self.captured.key, {**entry, "replay_step_s": self.replay_step_s})
+            self.phase = "done"
+            return
+        self.replay_step_s = step_s
+        self.estimate = costs.Estimate.of(self.captured.key)
+        if self.remaining > 0 and self.estimate.pays(self.remaining, step_s):
+            self.compiled, self.compiled_at = _compile(self.captured.replay), self.done
+            self.phase = "compiling"
+        else:
+            self.phase = "done"
+
+    def _first_compiled_call(self, idx):
+        """Compiles (the first call), checks the result against the replay's on the same
+        batch, and keeps the compile's cost; on a failure or another result the replay's
+        result stands and compiling is recorded as failing."""
+        checked = time.perf_counter()
+        state = self.captured.state()
+        before = [v.value.detach().clone() for v in state]
+        self.captured.replay(idx)
+        replayed = [v.value.detach().clone() for v in state]
+        put(state, before)
+        start = time.perf_counter()
+        try:
+            self.compiled(idx)
+            same = all(close(v.value, r, rtol=1e-4) for v, r in zip(state, replayed, strict=True))
+        except Exception:  # inductor raises many types; the replay's result stands
+            same = False
+        self.compile_s = time.perf_counter() - start
+        self._overhead_s += time.perf_counter() - checked
+        self.phase = "timing-compiled"
+        if not same:
+            put(state, replayed)
+            self.compiled, self.compiled_at, self.phase = None, None, "done"
+            costs.write(self.captured.key, {"fails": True})
+        return None
+
+
+def _compile(replay):
+    import torch
+
+    return torch.compile(
+        replay,
+        fullgraph=True,
+        dynamic=False,
+        options={"guard_filter_fn": keras_patches.tensor_guards_only},
+    )
