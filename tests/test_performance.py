@@ -224,7 +224,9 @@ def test_train_records_its_speed_settings_and_keeps_the_compile_config(tmp_path)
         ("mnist_mlp", "auto"),
         ("mnist_mlp", "on"),
         ("conv_autoencoder", "on"),
+        ("conv_autoencoder", "auto"),  # torch: the bias folded into the convolution
         ("ticket_router", "on"),
+        ("ticket_router", "auto"),
     ],
 )
 def test_predict_gives_kerass_predictions(model_name, fast):
@@ -258,6 +260,9 @@ def test_predict_gives_kerass_predictions(model_name, fast):
         np.testing.assert_array_equal(a, b)  # the inputs (shared with torch) unchanged
     # the zoo's loop ran (its cached forward pass), not Keras's predict; JAX runs Keras's
     assert bool(model.__dict__.get("_zoo_forward")) == (BACKEND != "jax")
+    if BACKEND == "torch" and fast == "auto":  # the forward pass recorded and replayed
+        recorded = model.__dict__["_zoo_forward"]["torch-auto"].recorded
+        assert recorded.refused is None and recorded.graphs, recorded.refused
     assert type(outputs) is type(expected)
     for a, b in zip(keras.tree.flatten(outputs), keras.tree.flatten(expected), strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype

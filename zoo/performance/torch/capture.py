@@ -197,7 +197,7 @@ def _simplify(graph, variables: set[int]) -> None:
 
     changed = set()  # what the step updates in place (the first argument)
     for node in graph.graph.nodes:
-        if node.op == "call_function" and _in_place(node.target) and node.args:
+        if node.op == "call_function" and in_place(node.target) and node.args:
             first = node.args[0]
             changed.update(first if isinstance(first, (list, tuple)) else [first])
     changed = {n.target for n in changed if getattr(n, "op", None) == "get_attr"}
@@ -211,7 +211,7 @@ def _simplify(graph, variables: set[int]) -> None:
             continue
         elif node.target is torch.ops.aten.detach.default:
             node.replace_all_uses_with(node.args[0])
-        elif not _in_place(node.target) and _only(node, fixed) and _foldable(node.target):
+        elif not in_place(node.target) and _only(node, fixed) and _foldable(node.target):
             args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: fixed[n])
             value = node.target(*args, **kwargs)
             if not isinstance(value, torch.Tensor):
@@ -222,8 +222,49 @@ def _simplify(graph, variables: set[int]) -> None:
                 folded = graph.graph.get_attr(name)
             node.replace_all_uses_with(folded)
             fixed[folded] = value
+    fuse_bias(graph)
     graph.graph.eliminate_dead_code()
     graph.recompile()
+
+
+def fuse_bias(graph) -> None:
+    """Keras's convolution then its bias ``add`` (a second pass over the activations)
+    as one ``convolution`` with the bias, as torch's own layers run it: the same sums,
+    with the bias added to each output once, at the end (bit for bit Keras's outputs on
+    this machine's oneDNN: ``tests/test_capture.py``). The pattern: ``add(permute?(
+    convolution(x, w, None, ...)), view(bias, [1, ..., C, ...]))`` with nothing else
+    reading the convolution's output."""
+    import torch
+
+    aten = torch.ops.aten
+    for add in list(graph.graph.nodes):
+        if add.op != "call_function" or add.target is not aten.add.Tensor or len(add.args) != 2:
+            continue
+        out, bias = add.args
+        permute = out if getattr(out, "target", None) is aten.permute.default else None
+        conv = permute.args[0] if permute is not None else out
+        if (
+            getattr(conv, "target", None) is not aten.convolution.default
+            or conv.args[2] is not None
+            or len(conv.users) != 1
+            or (permute is not None and len(permute.users) != 1)
+            or getattr(bias, "target", None) is not aten.view.default
+        ):
+            continue
+        vector, shape = bias.args
+        channels = conv.meta.get("val")
+        if getattr(vector, "op", None) != "get_attr" or channels is None:
+            continue
+        size = getattr(graph, vector.target).shape
+        channel_axis = list(permute.args[1]).index(1) if permute is not None else 1
+        expected = [1] * len(shape)
+        expected[channel_axis] = channels.shape[1]
+        if len(size) != 1 or size[0] != channels.shape[1] or list(shape) != expected:
+            continue
+        conv.prepend(vector)  # a get_attr, made where first read: moved before the conv
+        conv.args = (*conv.args[:2], vector, *conv.args[3:])
+        add.replace_all_uses_with(out)
+        graph.graph.erase_node(add)
 
 
 def _only(node, fixed) -> bool:
@@ -231,7 +272,7 @@ def _only(node, fixed) -> bool:
     return all(n in fixed for n in node.all_input_nodes)
 
 
-def _in_place(target) -> bool:
+def in_place(target) -> bool:
     """An aten operation that writes its first argument (torch names them ``op_``)."""
     name = target.name() if callable(getattr(target, "name", None)) else ""
     return name.split("::")[-1].split(".")[0].endswith("_")

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 
 import zoo.performance.keras_patches as keras_patches
+from zoo import _validation as check
+from zoo.performance.torch.capture import close, fuse_bias, in_place
 from zoo.performance.torch.step import Compiled
 
 #: numpy dtypes whose arrays torch.from_numpy shares as they are (Keras's own conversion
@@ -33,7 +35,13 @@ def forward(model, compiled: bool) -> Callable:
         return model(batch, training=False)
 
     if not compiled:
-        return lambda batch: eager(tensors(batch))
+        recorded = Recorded(eager)
+
+        def replayed(batch):
+            return recorded(tensors(batch))
+
+        replayed.recorded = recorded  # what was recorded, or why not
+        return replayed
 
     def make():
         return torch.compile(
@@ -44,6 +52,65 @@ def forward(model, compiled: bool) -> Callable:
 
     run = Compiled([("one-graph", make)], eager, "forward pass")
     return lambda batch: run(tensors(batch))
+
+
+class Recorded:
+    """``forward(batch)`` recorded once per input shape with ``make_fx`` (as the train
+    step is, ``capture``) and replayed: the same operations on the same tensors, without
+    Keras's Python per layer. The first batch of a shape runs eagerly while it is
+    recorded (the recording checked against it); a forward pass that cannot be recorded
+    (it reads a tensor into Python, draws random numbers, or changes a variable) runs
+    eagerly for good. Variables changed in place between calls (training between two
+    predictions) are read anew: the recording holds the variables themselves."""
+
+    def __init__(self, eager: Callable):
+        self.eager, self.graphs, self.refused = eager, {}, None
+
+    def __call__(self, batch):
+        if self.refused is not None:
+            return self.eager(batch)
+        leaves = keras.tree.flatten(batch)
+        key = (keras.tree.map_structure(lambda _: None, batch).__repr__(),
+               tuple((tuple(t.shape), str(t.dtype)) for t in leaves))  # fmt: skip
+        graph = self.graphs.get(key)
+        if graph is not None:
+            return graph(batch)
+        outputs = self.eager(batch)
+        self.graphs[key] = self._record(batch, outputs)
+        return outputs
+
+    def _record(self, batch, outputs):
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        try:
+            graph = make_fx(self.eager)(batch)
+            fuse_bias(graph)
+            graph.graph.eliminate_dead_code()
+            graph.recompile()
+            replayed = graph(batch)
+            changes = any(
+                (n.op == "call_function" and in_place(n.target)) or _random(n.target)
+                for n in graph.graph.nodes
+            )
+            same = all(
+                close(a, b)
+                for a, b in zip(
+                    keras.tree.flatten(replayed), keras.tree.flatten(outputs), strict=True
+                )
+            )
+        except Exception as e:  # make_fx raises many types; the eager pass goes on
+            self.refused = f"recording failed: {check.error_summary(e)[:200]}"
+            return None
+        if changes or not same:
+            self.refused = "it changes state or draws random numbers" if changes else "mismatch"
+            return None
+        return graph
+
+
+def _random(target) -> bool:
+    import torch
+
+    return torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
 
 
 def host(a: np.ndarray):
