@@ -567,7 +567,7 @@ def _precision_probe(model_name: str, args, peak: float | None) -> list[dict]:
     return rows
 
 
-def _end_to_end(form: str, model_name: str, steps: int, args, backend) -> float:
+def _end_to_end(form: str, model_name: str, steps: int, args, backend):
     """Seconds of one run of ``steps`` steps of ``form`` (zoo: the defaults), from the
     start of training to the end of its last step, compiling included."""
     import importlib
@@ -580,9 +580,11 @@ def _end_to_end(form: str, model_name: str, steps: int, args, backend) -> float:
     if form == "zoo":
         from zoo.training import fit
 
+        switches = _watch_switches() if backend == "torch" else []
         start = time.perf_counter()
         fit(model, x, y, batch_size=args.batch_size, epochs=steps // E2E_WINDOW, verbose=0)
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        return took, _path_taken(switches)
     native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
     options = {"compiled": True} if form == "native_compiled" else {}
     order = batch_order(samples, args.batch_size, steps, seed=1)
@@ -590,6 +592,33 @@ def _end_to_end(form: str, model_name: str, steps: int, args, backend) -> float:
     trainer = native.Trainer(model_name, keras_weights(model), x, y, **options)
     trainer.train(order)
     return time.perf_counter() - start
+
+
+def _watch_switches() -> list:
+    """The torch ``Switch`` objects made from now on (what ``fast="auto"`` decided)."""
+    from zoo.performance.torch import switch
+
+    made, init = [], switch.Switch.__init__
+
+    def keep(self, *a):
+        init(self, *a)
+        made.append(self)
+
+    switch.Switch.__init__ = keep
+    return made
+
+
+def _path_taken(switches) -> str:
+    """What the zoo's torch step ran as: Keras's step replayed, compiled from a step on,
+    or Keras's eager step (and why); "-" elsewhere."""
+    if not switches:
+        return "-"
+    s = switches[-1]
+    if s.compiled_at is not None:
+        return f"compiled from step {s.compiled_at:,}"
+    if s.kind == "eager":
+        return f"eager ({s.captured.refused})"
+    return "replayed"
 
 
 def worker(args) -> dict:
@@ -600,7 +629,11 @@ def worker(args) -> dict:
     result = {"model": model_name, "impl": impl, "backend": backend}
     if impl.startswith(f"{E2E}:"):
         _, form, steps = impl.split(":")
-        return {**result, "seconds": _end_to_end(form, model_name, int(steps), args, backend)}
+        seconds = _end_to_end(form, model_name, int(steps), args, backend)
+        if isinstance(seconds, tuple):
+            seconds, path = seconds
+            result["path"] = path
+        return {**result, "seconds": seconds}
     if args.precision != "default":
         from zoo.precision import set_float32_precision
 
@@ -800,6 +833,7 @@ def run_end_to_end(args, backend) -> dict:
     """Every model's end-to-end runs (``--end-to-end``): per size, the zoo's defaults and
     each native form, each in its own process."""
     forms = ["zoo", "native"] + (["native_compiled"] if backend == "torch" else [])
+    cache = _cost_cache_note()  # before the runs, which add to it
     rows = []
     for model_name in args.models:
         last: dict[str, tuple[int, float]] = {}
@@ -819,6 +853,8 @@ def run_end_to_end(args, backend) -> dict:
                     last[form] = (steps, float("inf"))
                     continue
                 row["seconds"][form] = one["seconds"]
+                if "path" in one:
+                    row["path"] = one["path"]
                 last[form] = (steps, one["seconds"])
             rows.append(row)
     return {
@@ -827,6 +863,7 @@ def run_end_to_end(args, backend) -> dict:
         "machine": _machine(args.device),
         "versions": _versions(backend),
         "batch_size": args.batch_size,
+        "cost_cache": cache,
         "end_to_end": rows,
     }
 
@@ -837,16 +874,30 @@ def _setting(report) -> str:
     return f"{report['date']}; {report['machine']}; {versions}; batch {report['batch_size']}"
 
 
+def _cost_cache_note() -> str:
+    """Where ``fast="auto"``'s compile-cost cache is and what it held at the start."""
+    from zoo.performance import costs
+
+    path = costs.cache_dir() / costs.FILE
+    try:
+        entries = len(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        entries = 0
+    return f"{path} ({entries} entries at the start)"
+
+
 def end_to_end_markdown(report) -> str:
     lines = [
         f"### {report['backend']}: end to end",
         "",
         _setting(report) + ". Seconds from the first step's start (compiling "
         "included) to the last step's end, each run in a fresh process; zoo / native is the "
-        "fastest native form's time over the zoo's (above 1: the zoo is faster).",
+        "fastest native form's time over the zoo's (above 1: the zoo is faster). Compile-"
+        f"cost cache: {report.get('cost_cache', 'not recorded')}.",
         "",
-        "| model | steps | zoo, defaults (s) | native (s) | native compiled (s) | zoo / native |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | steps | zoo, defaults (s) | native (s) | native compiled (s) | zoo / native "
+        "| zoo's step |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in report["end_to_end"]:
         seconds, skipped = row["seconds"], row["skipped"]
@@ -860,7 +911,7 @@ def end_to_end_markdown(report) -> str:
         ratio = f"**{min(natives) / seconds['zoo']:.2f}x**" if natives and "zoo" in seconds else "-"
         lines.append(
             f"| `{row['model']}` | {row['steps']:,} | {cell('zoo')} | {cell('native')} | "
-            f"{cell('native_compiled')} | {ratio} |"
+            f"{cell('native_compiled')} | {ratio} | {row.get('path', '-')} |"
         )
     return "\n".join(lines) + "\n"
 

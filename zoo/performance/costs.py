@@ -21,13 +21,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The compile's cost assumed where nothing was measured before, and the step time
-#: assumed after it as a share of the uncompiled one: torch's inductor compiled the
-#: recorded mnist_mlp step in 5.4 s from a cold cache, 2.1 s from a warm one, and ran it
-#: in 0.27-0.34 ms against 0.81 ms replayed (2026-12-04, this 2-core CPU); a first compile
-#: is assumed to cost more than that, and to gain less.
+#: Where nothing was measured before: the compile's cost, and what compiling saves per
+#: step, at most a share of the step and at most a time per operation of the step (what
+#: compiling removes is the per-operation dispatch; the math stays). Torch's inductor
+#: compiled the recorded mnist_mlp step (64 aten operations) in 5.4 s from a cold cache,
+#: 2.1 s from a warm one, and ran it in 0.27-0.34 ms against 0.72-0.81 ms replayed: about
+#: 7 us saved per operation; toy_resnet's step (about 0.1 s, in its convolutions) gained
+#: nothing (2026-12-04, this 2-core CPU). A first compile is assumed to cost more than
+#: that and to gain less.
 DEFAULT_COMPILE_S = 8.0
 DEFAULT_COMPILED_SHARE = 0.5
+DEFAULT_SAVED_PER_OP_S = 6e-6
 #: Compiling must save this many times its cost: the estimates are rough, and a run that
 #: compiles and then gains less than it paid is slower than one that never compiled.
 MARGIN = 1.25
@@ -95,10 +99,16 @@ class Estimate:
         except (KeyError, TypeError, ValueError):
             return cls()
 
-    def pays(self, remaining_steps: int, step_s: float) -> bool:
+    def pays(self, remaining_steps: int, step_s: float, ops: int | None = None) -> bool:
         """Whether compiling now saves more than ``MARGIN`` times its cost over the
-        ``remaining_steps``, which run at ``step_s`` seconds each uncompiled."""
+        ``remaining_steps``, which run at ``step_s`` seconds each uncompiled, in ``ops``
+        operations each (None: not known)."""
         if self.fails or remaining_steps <= 0:
             return False
-        after = step_s * DEFAULT_COMPILED_SHARE if self.step_s is None else self.step_s
-        return remaining_steps * (step_s - after) > MARGIN * self.compile_s
+        if self.step_s is not None:
+            saved = step_s - self.step_s
+        else:
+            saved = step_s * DEFAULT_COMPILED_SHARE
+            if ops is not None:
+                saved = min(saved, ops * DEFAULT_SAVED_PER_OP_S)
+        return remaining_steps * saved > MARGIN * self.compile_s

@@ -72,6 +72,7 @@ class CapturedStep:
     def __init__(self, model, tensors, batch_size: int):
         self.model, self.tensors, self.batch_size = model, tensors, batch_size
         self.kind, self.refused, self.replay, self.key = "waiting", None, None, None
+        self.ops = None  # the recording's operations
         self._eager_calls = 0
         self.overhead_s = 0.0  # seconds of eager first steps and recording, for ``Switch``
         self._trained = None  # the trainable variables the recording updates
@@ -120,27 +121,34 @@ class CapturedStep:
         state = _state(self.model)
         before = [v.value.detach().clone() for v in state]
         rng = _rng_state()  # Keras's unseeded dropout draws from torch's global generator
+        why, kept = None, False
         try:
-            graph = make_fx(one_step)(idx)
-            why = replayable(graph.graph)
-        except Exception as e:  # make_fx raises many types; the eager step re-raises real errors
-            graph, why = None, f"recording failed: {check.error_summary(e)[:200]}"
-        recorded = [v.value.detach().clone() for v in state]  # what Keras's step computed
-        put(state, before)
-        _set_rng_state(rng)
-        if why is None:
-            replay = _replay(graph, state)
-            try:  # the replay must compute what the recording did, or it is not used
-                replay(idx)
-                same = all(close(v.value, r) for v, r in zip(state, recorded, strict=True))
-                why = None if same else "its replay computed another result"
-            except Exception as e:
-                why = f"its replay failed: {check.error_summary(e)[:200]}"
-        if why is not None:  # not a warning: a schedule or dropout is not the user's error
+            try:
+                graph = make_fx(one_step)(idx)
+                why = replayable(graph.graph)
+            except Exception as e:  # make_fx raises many types; the eager step re-raises
+                graph, why = None, f"recording failed: {check.error_summary(e)[:200]}"
+            recorded = [v.value.detach().clone() for v in state]  # what Keras's step did
             put(state, before)
+            _set_rng_state(rng)
+            if why is None:
+                replay = _replay(graph, state)
+                try:  # the replay must compute what the recording did, or it is not used
+                    replay(idx)
+                    same = all(close(v.value, r) for v, r in zip(state, recorded, strict=True))
+                    why = None if same else "its replay computed another result"
+                except Exception as e:
+                    why = f"its replay failed: {check.error_summary(e)[:200]}"
+            kept = why is None
+        finally:  # refused, failed or interrupted: as before the recording
+            if not kept:
+                put(state, before)
+                _set_rng_state(rng)
+        if why is not None:  # not a warning: a schedule or dropout is not the user's error
             self._refuse(why)
             return self.eager(idx)
         self.replay, self.kind, self.key = replay, "captured", _key(graph, idx)
+        self.ops = sum(n.op == "call_function" for n in graph.graph.nodes)
         self._trained = _ids(self.model.trainable_weights)
         return None
 

@@ -11,10 +11,14 @@ import time
 
 import zoo.performance.costs as costs
 import zoo.performance.keras_patches as keras_patches
-from zoo.performance.torch.capture import CapturedStep, close, put
+from zoo import _validation as check
+from zoo.performance.torch.capture import CapturedStep, put
 
 #: Steps the replay is timed over before the decision, and the compiled step after it.
 MIN_TIMED_STEPS = 32
+#: How far the compiled step's first update may be from the replay's (relative to the
+#: variable's largest value): inductor reorders sums, it must not change the math.
+COMPILED_RTOL = 1e-4
 
 
 class Switch:
@@ -67,7 +71,7 @@ class Switch:
             return
         self.replay_step_s = step_s
         self.estimate = costs.Estimate.of(self.captured.key)
-        if self.remaining > 0 and self.estimate.pays(self.remaining, step_s):
+        if self.remaining > 0 and self.estimate.pays(self.remaining, step_s, self.captured.ops):
             self.compiled, self.compiled_at = _compile(self.captured.replay), self.done
             self.phase = "compiling"
         else:
@@ -86,17 +90,29 @@ class Switch:
         start = time.perf_counter()
         try:
             self.compiled(idx)
-            same = all(close(v.value, r, rtol=1e-4) for v, r in zip(state, replayed, strict=True))
-        except Exception:  # inductor raises many types; the replay's result stands
-            same = False
+            worst = max(
+                (_difference(v.value, r) for v, r in zip(state, replayed, strict=True)),
+                default=0.0,
+            )
+            why = None if worst <= COMPILED_RTOL else f"another result (relative {worst:.1e})"
+        except Exception as e:  # inductor raises many types; the replay's result stands
+            why = check.error_summary(e)[:200]
+        same = why is None
         self.compile_s = time.perf_counter() - start
         self._overhead_s += time.perf_counter() - checked
         self.phase = "timing-compiled"
         if not same:
             put(state, replayed)
             self.compiled, self.compiled_at, self.phase = None, None, "done"
-            costs.write(self.captured.key, {"fails": True})
+            costs.write(self.captured.key, {"fails": True, "why": why})
         return None
+
+
+def _difference(value, expected) -> float:
+    """The largest difference, relative to the larger of 1e-6 and the largest value."""
+    value, expected = value.detach().double(), expected.detach().double()
+    scale = max(float(expected.abs().max()) if expected.numel() else 0.0, 1e-6)
+    return float((value - expected).abs().max()) / scale if expected.numel() else 0.0
 
 
 def _compile(replay):
