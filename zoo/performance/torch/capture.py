@@ -174,12 +174,16 @@ def _ids(variables) -> tuple:
 
 def _key(graph, idx) -> str:
     """What the recording computes, as a cache key (``costs``): its code, the shapes and
-    dtypes of the tensors it holds, torch's version and the device."""
+    dtypes of the tensors it holds, torch's version and the devices they are on (with
+    the GPU's name)."""
     import torch
 
     held = [getattr(graph, n.target) for n in graph.graph.nodes if n.op == "get_attr"]
     tensors = [(tuple(t.shape), str(t.dtype)) for t in held if isinstance(t, torch.Tensor)]
-    text = json.dumps([graph.code, tensors, len(idx), torch.__version__, str(idx.device)])
+    devices = sorted({str(t.device) for t in held if isinstance(t, torch.Tensor)})
+    if any(d.startswith("cuda") for d in devices):
+        devices.append(torch.cuda.get_device_name())
+    text = json.dumps([graph.code, tensors, len(idx), torch.__version__, devices])
     return "torch-captured:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
