@@ -197,6 +197,29 @@ if BACKEND == "torch":
         for a, b in zip(_state(plain).values(), _state(replayed).values(), strict=True):
             np.testing.assert_array_equal(a, b)
 
+    def test_simplifying_a_recording_keeps_what_changes_each_step():
+        """What depends only on constants is computed once, except tensors the step
+        writes in place (directly or through a view) and random draws."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        from zoo.performance.torch import capture
+
+        def step(x):
+            total = torch.zeros(2, 3)  # constant, then written through a view
+            total.view(6).add_(x.reshape(6))
+            scale = torch.ones(3) * 2  # constant and never written: computed once
+            return total * scale + torch.rand(3) * 0  # a draw: made anew each call
+
+        x = torch.arange(6.0).reshape(2, 3)
+        graph = make_fx(step)(x)
+        capture._simplify(graph, set())
+        targets = [n.target for n in graph.graph.nodes if n.op == "call_function"]
+        assert torch.ops.aten.ones.default not in targets  # folded
+        assert torch.ops.aten.zeros.default in targets and torch.ops.aten.rand.default in targets
+        first, second = graph(x), graph(x)  # no accumulation across calls
+        torch.testing.assert_close(first, step(x))
+        torch.testing.assert_close(second, step(x))
+
     def test_freezing_a_layer_mid_run_records_the_step_again():
         orders = _orders(96, 16, 6)
         plain, _, _ = _train("mnist_mlp", 96, 16, orders, False, freeze_at=4)

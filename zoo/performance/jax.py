@@ -21,14 +21,17 @@ def _window(model, window: Window):
         return keras.tree.map_structure(lambda a: jnp.take(a, idx, axis=0), arrays)
 
     def some_steps(state, arrays, order, begin, count):  # `count` >= 1 full batches
-        logs, state = model.train_step(state, batch(arrays, order, begin * bs, bs))
-
         def body(i, carry):
             state, _ = carry
             logs, state = model.train_step(state, batch(arrays, order, (begin + i) * bs, bs))
             return state, logs
 
-        state, logs = jax.lax.fori_loop(1, count, body, (state, logs))
+        # the loop's first logs: zeros of the step's logs' shapes, which eval_shape finds
+        # without a second copy of the step in the compiled program (a first step outside
+        # the loop doubled what XLA compiles)
+        shapes = jax.eval_shape(lambda s: body(0, (s, None))[1], state)
+        logs = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        state, logs = jax.lax.fori_loop(0, count, body, (state, logs))
         return logs, state
 
     def one_step(state, arrays, order, first, n):

@@ -93,6 +93,13 @@ def tensor_guards_only(entries) -> list[bool]:
     ]
 
 
+def aten_view(target) -> bool:
+    """Whether an aten op returns a view of its input (schema ``Tensor(a) -> Tensor(a)``),
+    for ``torch.capture``. Private: ``OpOverload._schema`` (torch 2.13); public: none."""
+    schema = str(getattr(target, "_schema", ""))
+    return "Tensor(a)" in schema and "Tensor(a!)" not in schema
+
+
 def fresh_code(function: Callable) -> Callable:
     """``function`` with a code object of its own: dynamo keeps its compiled code on the
     code object, which every closure made by the same ``def`` shares, so that with fewer
@@ -140,20 +147,11 @@ def fused_torch_lstm(keras_lstm: Callable) -> Callable:
             or torch.compiler.is_compiling()
         ):
             return keras_lstm(
-                inputs,
-                initial_state_h,
-                initial_state_c,
-                mask,
-                kernel,
-                recurrent_kernel,
-                bias=bias,
-                activation=activation,
-                recurrent_activation=recurrent_activation,
-                return_sequences=return_sequences,
-                go_backwards=go_backwards,
-                unroll=unroll,
+                inputs, initial_state_h, initial_state_c, mask, kernel, recurrent_kernel,
+                bias=bias, activation=activation, recurrent_activation=recurrent_activation,
+                return_sequences=return_sequences, go_backwards=go_backwards, unroll=unroll,
                 batch_first=batch_first,
-            )
+            )  # fmt: skip
         kernel = keras.ops.convert_to_tensor(kernel)
         dtype = kernel.dtype
         inputs = keras.ops.convert_to_tensor(inputs).to(dtype)

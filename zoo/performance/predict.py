@@ -59,8 +59,9 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
     - PyTorch: the forward pass under ``no_grad``, with the training path's swaps of
       Keras's torch functions; with ``fast="on"`` compiled by ``torch.compile`` as one
       graph (eager, with a warning, where that fails), except for models with an
-      ``LSTM``, whose fused kernel runs only eagerly. ``"auto"`` stays eager: compiling
-      costs seconds, which a prediction rarely earns back.
+      ``LSTM``, whose fused kernel runs only eagerly. ``"auto"`` records the forward
+      pass once per input shape and replays it (``torch.predict.Recorded``): Keras's
+      operations without Keras's Python per layer, and no compile to pay for.
 
     The last, partial batch is padded to a full one (its extra rows dropped), so that
     a compiled forward pass compiles once; Keras's ``predict`` compiles again for it.

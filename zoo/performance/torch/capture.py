@@ -11,10 +11,11 @@ at 0.74 ms, after 0.1 s of recording, where ``torch.compile`` takes 4.5-7.6 s.
 
 What cannot be replayed is refused when it is recorded, and Keras's eager step runs for
 the rest of the fit: a value read out of a tensor into Python (a schedule's ``ops.cond``,
-a loss-scaling check: ``make_fx`` raises), random operations (their seeds would be fixed in
-the recording), a model with its own ``train_step``. Recording runs the step once: every
-variable it could change (the model's, the optimizer's, the metrics') is put back after
-it, and the step then runs for real."""
+a loss-scaling check: ``make_fx`` raises), random numbers from a seeded generator (the
+recording would repeat them), a model with its own ``train_step``. Recording runs the
+step once: every variable it could change (the model's, the optimizer's, the metrics')
+and torch's global random generator are put back after it, and the step then runs for
+real."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import time
 
 import keras
 
+import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
 from zoo.performance.torch.step import gather, keras_train_step
 
@@ -207,12 +209,8 @@ def _simplify(graph, variables: set[int]) -> None:
     ``variables``: the storage addresses of the variables, never taken as unchanged."""
     import torch
 
-    changed = set()  # what the step updates in place (the first argument)
-    for node in graph.graph.nodes:
-        if node.op == "call_function" and in_place(node.target) and node.args:
-            first = node.args[0]
-            changed.update(first if isinstance(first, (list, tuple)) else [first])
-    changed = {n.target for n in changed if getattr(n, "op", None) == "get_attr"}
+    written = _written(graph)  # never computed once: the step changes them
+    changed = {n.target for n in written if n.op == "get_attr"}
     fixed = {}  # node -> its value, for nodes that depend only on unchanged tensors
     for node in list(graph.graph.nodes):
         if node.op == "get_attr":
@@ -223,7 +221,7 @@ def _simplify(graph, variables: set[int]) -> None:
             continue
         elif node.target is torch.ops.aten.detach.default:
             node.replace_all_uses_with(node.args[0])
-        elif not in_place(node.target) and _only(node, fixed) and _foldable(node.target):
+        elif node not in written and _only(node, fixed) and _foldable(node.target):
             args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: fixed[n])
             value = node.target(*args, **kwargs)
             if not isinstance(value, torch.Tensor):
@@ -279,6 +277,26 @@ def fuse_bias(graph) -> None:
         graph.graph.erase_node(add)
 
 
+def _written(graph) -> set:
+    """The nodes whose tensors the step changes in place: the first argument of every
+    operation that writes it (torch names them ``op_``), and what those are views of."""
+    written = set()
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and in_place(node.target) and node.args:
+            first = node.args[0]
+            written.update(n for n in (first if isinstance(first, (list, tuple)) else [first])
+                           if hasattr(n, "op"))  # fmt: skip
+    pending = list(written)
+    while pending:  # a view written in place writes its base
+        node = pending.pop()
+        if node.op == "call_function" and keras_patches.aten_view(node.target) and node.args:
+            base = node.args[0]
+            if hasattr(base, "op") and base not in written:
+                written.add(base)
+                pending.append(base)
+    return written
+
+
 def _only(node, fixed) -> bool:
     """Whether every node ``node`` reads is in ``fixed``."""
     return all(n in fixed for n in node.all_input_nodes)
@@ -291,8 +309,12 @@ def in_place(target) -> bool:
 
 
 def _foldable(target) -> bool:
-    """A torch operator (they carry ``tags``; ``getitem`` and other Python do not)."""
-    return getattr(target, "tags", None) is not None
+    """A torch operator (they carry ``tags``; ``getitem`` and other Python do not) that
+    gives the same result each time: not one that draws random numbers."""
+    import torch
+
+    tags = getattr(target, "tags", None)
+    return tags is not None and torch.Tag.nondeterministic_seeded not in tags
 
 
 def close(a, b, rtol: float = 1e-5) -> bool:
