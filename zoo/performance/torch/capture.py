@@ -122,7 +122,7 @@ class CapturedStep:
 
         state = _state(self.model)
         before = [v.value.detach().clone() for v in state]
-        rng = _rng_state()  # Keras's unseeded dropout draws from torch's global generator
+        rng = rng_state()  # Keras's unseeded dropout draws from torch's global generator
         why, kept = None, False
         try:
             try:
@@ -132,7 +132,7 @@ class CapturedStep:
                 graph, why = None, f"recording failed: {check.error_summary(e)[:200]}"
             recorded = [v.value.detach().clone() for v in state]  # what Keras's step did
             put(state, before)
-            _set_rng_state(rng)
+            set_rng_state(rng)
             if why is None:
                 replay = _replay(graph, state)
                 try:  # the replay must compute what the recording did, or it is not used
@@ -145,7 +145,7 @@ class CapturedStep:
         finally:  # refused, failed or interrupted: as before the recording
             if not kept:
                 put(state, before)
-                _set_rng_state(rng)
+                set_rng_state(rng)
         if why is not None:  # not a warning: a schedule or dropout is not the user's error
             self._refuse(why)
             return self.eager(idx)
@@ -155,14 +155,14 @@ class CapturedStep:
         return None
 
 
-def _rng_state():
+def rng_state():
     import torch
 
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     return torch.get_rng_state(), cuda
 
 
-def _set_rng_state(state) -> None:
+def set_rng_state(state) -> None:
     import torch
 
     torch.set_rng_state(state[0])

@@ -12,7 +12,7 @@ import time
 import zoo.performance.costs as costs
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
-from zoo.performance.torch.capture import CapturedStep, put
+from zoo.performance.torch.capture import CapturedStep, put, rng_state, set_rng_state
 
 #: Steps the replay is timed over before the decision, and the compiled step after it.
 MIN_TIMED_STEPS = 32
@@ -84,9 +84,11 @@ class Switch:
         checked = time.perf_counter()
         state = self.captured.state()
         before = [v.value.detach().clone() for v in state]
+        rng = rng_state()
         self.captured.replay(idx)
-        replayed = [v.value.detach().clone() for v in state]
+        replayed, after = [v.value.detach().clone() for v in state], rng_state()
         put(state, before)
+        set_rng_state(rng)  # the same draws for both (inductor's own differ: refused)
         start = time.perf_counter()
         try:
             self.compiled(idx)
@@ -103,6 +105,7 @@ class Switch:
         self.phase = "timing-compiled"
         if not same:
             put(state, replayed)
+            set_rng_state(after)
             self.compiled, self.compiled_at, self.phase = None, None, "done"
             costs.write(self.captured.key, {"fails": True, "why": why})
         return None
