@@ -53,8 +53,7 @@ def replayable(graph) -> str | None:
     import torch
 
     for node in graph.nodes:
-        tags = getattr(node.target, "tags", ())
-        if node.op != "call_function" or torch.Tag.nondeterministic_seeded not in tags:
+        if node.op != "call_function" or not draws_random(node.target):
             continue
         arguments = [*node.args, *node.kwargs.values()]
         if any(isinstance(a, torch.Generator) for a in arguments):
@@ -204,9 +203,8 @@ def _replay(graph, state):
 def _simplify(graph, variables: set[int]) -> None:
     """Fewer operations to replay, each result the same: ``detach`` (a no-op here) dropped;
     what depends only on tensors the step never changes (Keras's batch-size arithmetic
-    in its loss reduction, constants it makes per step) computed once, here; results
-    nobody reads dropped (updates in place are kept: FX counts them impure).
-    ``variables``: the storage addresses of the variables, never taken as unchanged."""
+    in its loss reduction, constants it makes per step) computed once, here; then
+    ``finish``. ``variables``: the storage addresses of the variables, never taken as unchanged."""
     import torch
 
     written = _written(graph)  # never computed once: the step changes them
@@ -232,6 +230,13 @@ def _simplify(graph, variables: set[int]) -> None:
                 folded = graph.graph.get_attr(name)
             node.replace_all_uses_with(folded)
             fixed[folded] = value
+    finish(graph)
+
+
+def finish(graph) -> None:
+    """The last simplification of a recording (the train step's and ``predict``'s):
+    Keras's convolution bias folded in (``fuse_bias``), results nobody reads dropped
+    (updates in place are kept: FX counts them impure), the code made again."""
     fuse_bias(graph)
     graph.graph.eliminate_dead_code()
     graph.recompile()
@@ -308,13 +313,18 @@ def in_place(target) -> bool:
     return name.split("::")[-1].split(".")[0].endswith("_")
 
 
+def draws_random(target) -> bool:
+    """A torch operator that draws random numbers (torch tags them
+    ``nondeterministic_seeded``)."""
+    import torch
+
+    return torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
+
+
 def _foldable(target) -> bool:
     """A torch operator (they carry ``tags``; ``getitem`` and other Python do not) that
     gives the same result each time: not one that draws random numbers."""
-    import torch
-
-    tags = getattr(target, "tags", None)
-    return tags is not None and torch.Tag.nondeterministic_seeded not in tags
+    return getattr(target, "tags", None) is not None and not draws_random(target)
 
 
 def close(a, b, rtol: float = 1e-5) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
-from zoo.performance.torch.capture import close, fuse_bias, in_place
+from zoo.performance.torch.capture import close, draws_random, finish, in_place
 from zoo.performance.torch.step import Compiled
 
 #: numpy dtypes whose arrays torch.from_numpy shares as they are (Keras's own conversion
@@ -84,33 +84,24 @@ class Recorded:
 
         try:
             graph = make_fx(self.eager)(batch)
-            fuse_bias(graph)
-            graph.graph.eliminate_dead_code()
-            graph.recompile()
-            replayed = graph(batch)
-            changes = any(
-                (n.op == "call_function" and in_place(n.target)) or _random(n.target)
-                for n in graph.graph.nodes
-            )
-            same = all(
-                close(a, b)
-                for a, b in zip(
-                    keras.tree.flatten(replayed), keras.tree.flatten(outputs), strict=True
-                )
-            )
         except Exception as e:  # make_fx raises many types; the eager pass goes on
             self.refused = f"recording failed: {check.error_summary(e)[:200]}"
             return None
-        if changes or not same:
-            self.refused = "it changes state or draws random numbers" if changes else "mismatch"
+        calls = [n.target for n in graph.graph.nodes if n.op == "call_function"]
+        if any(in_place(t) or draws_random(t) for t in calls):  # refused before it runs
+            self.refused = "it changes state or draws random numbers"
+            return None
+        finish(graph)
+        try:
+            replayed = keras.tree.flatten(graph(batch))
+        except Exception as e:
+            self.refused = f"its replay failed: {check.error_summary(e)[:200]}"
+            return None
+        expected = keras.tree.flatten(outputs)
+        if not all(close(a, b) for a, b in zip(replayed, expected, strict=True)):
+            self.refused = "its replay computed other outputs"
             return None
         return graph
-
-
-def _random(target) -> bool:
-    import torch
-
-    return torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
 
 
 def host(a: np.ndarray):
