@@ -567,9 +567,10 @@ def _precision_probe(model_name: str, args, peak: float | None) -> list[dict]:
     return rows
 
 
-def _end_to_end(form: str, model_name: str, steps: int, args, backend):
+def _end_to_end(form: str, model_name: str, steps: int, args, backend) -> tuple[float, str]:
     """Seconds of one run of ``steps`` steps of ``form`` (zoo: the defaults), from the
-    start of training to the end of its last step, compiling included."""
+    start of training to the end of its last step, compiling included, and the path the
+    zoo's step took ("-" for the native forms and off torch)."""
     import importlib
 
     from benchmarks.common import batch_order, keras_weights
@@ -591,7 +592,7 @@ def _end_to_end(form: str, model_name: str, steps: int, args, backend):
     start = time.perf_counter()
     trainer = native.Trainer(model_name, keras_weights(model), x, y, **options)
     trainer.train(order)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, "-"
 
 
 def _watch_switches() -> list:
@@ -629,11 +630,8 @@ def worker(args) -> dict:
     result = {"model": model_name, "impl": impl, "backend": backend}
     if impl.startswith(f"{E2E}:"):
         _, form, steps = impl.split(":")
-        seconds = _end_to_end(form, model_name, int(steps), args, backend)
-        if isinstance(seconds, tuple):
-            seconds, path = seconds
-            result["path"] = path
-        return {**result, "seconds": seconds}
+        seconds, path = _end_to_end(form, model_name, int(steps), args, backend)
+        return {**result, "seconds": seconds, "path": path}
     if args.precision != "default":
         from zoo.precision import set_float32_precision
 
@@ -853,7 +851,7 @@ def run_end_to_end(args, backend) -> dict:
                     last[form] = (steps, float("inf"))
                     continue
                 row["seconds"][form] = one["seconds"]
-                if "path" in one:
+                if form == "zoo":
                     row["path"] = one["path"]
                 last[form] = (steps, one["seconds"])
             rows.append(row)

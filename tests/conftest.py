@@ -1,4 +1,5 @@
 import contextlib
+import functools
 import gc
 import itertools
 import os
@@ -170,3 +171,18 @@ def run_with_crashes(monkeypatch, crashes, again) -> None:
         with contextlib.suppress(SimulatedCrash):
             again([CrashMidEpoch(*at)] if point == "batch" else [])
     crash_at(monkeypatch, None)
+
+
+def quick_torch_compile(monkeypatch) -> list:
+    """torch.compile with dynamo's aot_eager backend (seconds, not inductor's minutes),
+    the zoo's other arguments kept; returns the graphs compiled."""
+    import torch
+
+    graphs, compile_ = [], torch.compile
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return torch._dynamo.backends.debugging.aot_eager(gm, example_inputs)
+
+    monkeypatch.setattr(torch, "compile", functools.partial(compile_, backend=backend))
+    return graphs

@@ -8,6 +8,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from conftest import quick_torch_compile
 
 import zoo
 from zoo.datasets import tickets
@@ -238,16 +239,6 @@ if BACKEND == "torch":
         monkeypatch.setattr(torch_switch.Switch, "__init__", keep)
         return made
 
-    def _aot_eager(monkeypatch):
-        """torch.compile with dynamo's aot_eager backend: seconds, not inductor's minute."""
-        compile_ = torch.compile
-
-        def quick(fn, **kwargs):
-            kwargs.pop("options", None)
-            return compile_(fn, backend="aot_eager", **kwargs)
-
-        monkeypatch.setattr(torch, "compile", quick)
-
     def _mlp_run(fast):
         x, y = _data("mnist_mlp", 300)  # 19 steps of 16 an epoch, the last partial
         model = _model("mnist_mlp")
@@ -257,7 +248,7 @@ if BACKEND == "torch":
     def test_auto_compiles_mid_run_where_the_cost_cache_says_it_pays(monkeypatch, tmp_path):
         monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
         monkeypatch.setattr(costs.Estimate, "of", classmethod(lambda cls, key: cls(0.0, 0.0)))
-        _aot_eager(monkeypatch)
+        quick_torch_compile(monkeypatch)
         switches = _switches(monkeypatch)
         plain, _, plain_model = _mlp_run("off")
         auto, settings, model = _mlp_run("auto")

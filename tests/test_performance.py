@@ -3,7 +3,6 @@ results; the benchmark's reference implementations compute what the zoo computes
 (No timings are asserted here: ``scripts/benchmark.py`` measures them.)"""
 
 import contextlib
-import functools
 import importlib.util
 import json
 import statistics
@@ -15,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import quick_torch_compile
 
 import zoo
 from zoo import performance
@@ -133,7 +133,7 @@ def test_the_window_gives_the_plain_paths_curve_for_a_conv_model_and_short_windo
     """A model with convolutions (a plain-graph window on TensorFlow), windows that do not
     divide the epoch (9 steps in windows of 4) and a partial last batch (130 = 8 x 16 + 2)."""
     monkeypatch.setattr(perf_settings, "CONV_STEPS_PER_EXECUTION", 4)
-    graphs = _quick_compile(monkeypatch) if BACKEND == "torch" else []
+    graphs = quick_torch_compile(monkeypatch) if BACKEND == "torch" else []
     x = np.random.default_rng(0).random((130, 28, 28, 1), dtype=np.float32)
 
     def run(fast):
@@ -320,20 +320,6 @@ if BACKEND == "torch":
         )
         return model
 
-    def _quick_compile(monkeypatch):
-        """torch.compile with dynamo's aot_eager backend (seconds, not inductor's
-        minutes), the zoo's other arguments kept; returns the graphs compiled."""
-        import torch
-
-        graphs, compile_ = [], torch.compile
-
-        def backend(gm, example_inputs):
-            graphs.append(gm)
-            return torch._dynamo.backends.debugging.aot_eager(gm, example_inputs)
-
-        monkeypatch.setattr(torch, "compile", functools.partial(compile_, backend=backend))
-        return graphs
-
     def _train_by_steps(model, step, orders, freeze_after=None):
         """Runs ``step(idx)`` over ``orders``; returns the losses and the weights."""
         import torch
@@ -357,7 +343,7 @@ if BACKEND == "torch":
         import torch
         from keras.src.backend.common import global_state
 
-        graphs = _quick_compile(monkeypatch)
+        graphs = quick_torch_compile(monkeypatch)
         rng = np.random.default_rng(0)
         x = torch.tensor(rng.random((40, 6), dtype=np.float32))
         y = torch.tensor(rng.integers(0, 3, 40))
@@ -865,7 +851,8 @@ def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypat
     def worker(args, backend, model_name, impl, round_, timeout=None):
         _, form, steps = impl.split(":")
         calls.append((form, int(steps)))
-        return {"seconds": took[form] * int(steps) / 500}
+        path = "replayed" if form == "zoo" else "-"  # as the real worker reports it
+        return {"seconds": took[form] * int(steps) / 500, "path": path}
 
     monkeypatch.setattr(bench, "_run_worker", worker)
     monkeypatch.setattr(bench, "_versions", lambda backend: {})
@@ -877,7 +864,7 @@ def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypat
     assert first["seconds"] == took and not first["skipped"]
     assert second["skipped"] == {"native": "not run: about 400 s"}
     text = bench.end_to_end_markdown(report)
-    assert "| `mnist_mlp` | 500 | 2.00 | 40.00 | 5.00 | **2.50x** |" in text
+    assert "| `mnist_mlp` | 500 | 2.00 | 40.00 | 5.00 | **2.50x** | replayed |" in text
     assert "| `mnist_mlp` | 5,000 | 20.00 | not run: about 400 s | 50.00 | **2.50x** |" in text
 
 
