@@ -1,16 +1,5 @@
-"""The one door to Keras's and torch's internals.
-
-Every use of ``keras.src``, of ``torch._dynamo`` and of another underscore API of Keras
-or torch lives in this module (``tests/test_house.py`` enforces it). Each is marked with
-the version it was written against and the public API that would replace it. Each
-patch is applied for the duration of a fit or a predict (``patched``) and restored after
-it, never left on for the process. Where Keras or torch differ from the versions below,
-a patch whose target is not there (or not of the same signature) is skipped: the plain
-path then runs.
-
-Written against Keras 3.15 and torch 2.13; ``docs/performance.md`` says which Keras
-version drops which patch.
-"""
+"""The door to Keras's torch backend: its functions swapped while a fit or predict runs
+(see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -25,91 +14,6 @@ import keras
 #: steps are unrolled (``traceable_rnn``): the graph, and so the compile, grows with the
 #: steps; longer sequences keep Keras's loop, which dynamo runs eagerly.
 TORCH_UNROLL_MAX_STEPS = 32
-
-
-# -- Keras's trainer ------------------------------------------------------------------------
-@contextlib.contextmanager
-def train_functions(model, settings) -> Iterator[None]:
-    """The model's ``jit_compile`` and ``steps_per_execution`` set from ``settings``, and
-    its compiled functions reset (Keras makes them again at the next ``fit``), for the
-    block; after it, the window's train function (which holds the training arrays) is
-    let go, and on torch ``steps_per_execution`` is put back to 1.
-
-    Keras 3.15's torch trainer refuses ``steps_per_execution > 1`` when it makes its own
-    train function; the zoo's torch window sets ``model.train_function`` itself (a public
-    attribute ``fit`` calls), so that check is not reached. Public replacement: none yet
-    (Keras would need ``steps_per_execution`` on torch)."""
-    if settings.jit_compile is not None:
-        model.jit_compile = settings.jit_compile
-    model.steps_per_execution = settings.steps_per_execution
-    model.train_function = model.test_function = model.predict_function = None
-    try:
-        yield
-    finally:
-        if settings.window:
-            model.train_function = None
-        if settings.backend == "torch":
-            model.steps_per_execution = 1
-            model.train_function = model.test_function = model.predict_function = None
-
-
-def set_train_function(model, train_function, test_function=None) -> None:
-    """Installs the zoo's window as the function Keras's ``fit`` calls per window (and,
-    on torch, its evaluation loop): see ``train_functions``."""
-    model.train_function = train_function
-    if test_function is not None:
-        model.test_function = test_function
-
-
-# -- torch.compile ------------------------------------------------------------------------
-@contextlib.contextmanager
-def autograd_traced(on: bool = True) -> Iterator[None]:
-    """dynamo's ``trace_autograd_ops`` set to ``on`` for the block, if it is not already
-    (``config.patch`` builds a class each call: costly per step). torch 2.13:
-    ``torch._dynamo.config``; public replacement: none (it is dynamo's own switch for
-    tracing ``torch.autograd.grad`` into the graph)."""
-    import torch._dynamo
-
-    config = torch._dynamo.config
-    if config.trace_autograd_ops == on:
-        yield
-        return
-    with config.patch(trace_autograd_ops=on):
-        yield
-
-
-def tensor_guards_only(entries) -> list[bool]:
-    """dynamo's guards to keep on the zoo's compiled step and forward pass (a
-    ``guard_filter_fn``): the global state and the inputs' own shapes and dtypes. Checking
-    every guard dynamo sets on a Keras model cost more than the step itself. Safe because
-    each compiled function is new per fit (``fresh_code``) and one graph (``fullgraph``),
-    and what a callback may change during a fit (weights, metrics, learning rate, a
-    frozen layer's ``requires_grad``) is read from the kept tensor guards. The entries'
-    fields are torch 2.13's ``GuardFilterEntry``."""
-    return [
-        e.guard_type in ("GLOBAL_STATE", "SHAPE_ENV")
-        or (e.guard_type == "TENSOR_MATCH" and not e.is_global)
-        for e in entries
-    ]
-
-
-def aten_view(target) -> bool:
-    """Whether an aten op returns a view of its input (schema ``Tensor(a) -> Tensor(a)``),
-    for ``torch.capture``. Private: ``OpOverload._schema`` (torch 2.13); public: none."""
-    schema = str(getattr(target, "_schema", ""))
-    return "Tensor(a)" in schema and "Tensor(a!)" not in schema
-
-
-def fresh_code(function: Callable) -> Callable:
-    """``function`` with a code object of its own: dynamo keeps its compiled code on the
-    code object, which every closure made by the same ``def`` shares, so that with fewer
-    guards a second model's step could run the first model's graph."""
-    import types
-
-    code = function.__code__.replace()
-    return types.FunctionType(
-        code, function.__globals__, function.__name__, function.__defaults__, function.__closure__
-    )
 
 
 # -- Keras's torch backend, swapped while a fit or predict runs ---------------------------
