@@ -186,3 +186,16 @@ def quick_torch_compile(monkeypatch) -> list:
 
     monkeypatch.setattr(torch, "compile", functools.partial(compile_, backend=backend))
     return graphs
+
+
+def instances_made(monkeypatch, cls) -> list:
+    """Every ``cls`` made from now on in this test (what ``fast="auto"`` decided: torch's
+    ``Switch``, TensorFlow's ``XlaSwitch``), in order."""
+    made, init = [], cls.__init__
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(cls, "__init__", keep)
+    return made

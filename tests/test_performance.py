@@ -95,8 +95,10 @@ def test_settings_per_backend():
     assert on.steps_per_execution == 5  # never more than an epoch
     if BACKEND == "tensorflow":
         assert on.jit_compile is True and on.pipeline == "in-graph"
-        # "auto" compiles with XLA only runs long enough to earn the compile
-        assert auto_long.jit_compile is True and auto_short.jit_compile is False
+        # "auto" starts as a plain graph, XLA-compiled from where it pays (XlaSwitch)
+        assert auto_long.jit_compile is False and auto_short.jit_compile is False
+        assert auto_long.compile_when_pays and auto_long.planned_steps == 20480
+        assert not on.compile_when_pays and not conv.compile_when_pays
         assert auto_short.window and auto_short.pipeline == "in-graph"
         assert conv.jit_compile is False  # XLA ran convolutions in a loop ~35x slower here
     elif BACKEND == "jax":
@@ -845,13 +847,14 @@ def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypat
     previous one took more than a tenth of the budget (named with the time it would
     take); zoo / native is the fastest native form's time over the zoo's."""
     bench = _benchmark_module()
-    took = {"zoo": 2.0, "native": 40.0, "native_compiled": 5.0}
+    took = {"zoo": 2.0, "zoo_again": 1.0, "native": 40.0, "native_compiled": 5.0}
     calls = []
 
     def worker(args, backend, model_name, impl, round_, timeout=None):
         _, form, steps = impl.split(":")
         calls.append((form, int(steps)))
-        path = "replayed" if form == "zoo" else "-"  # as the real worker reports it
+        # as the real worker reports it
+        path = {"zoo": "replayed", "zoo_again": "compiled from step 0"}.get(form, "-")
         return {"seconds": took[form] * int(steps) / 500, "path": path}
 
     monkeypatch.setattr(bench, "_run_worker", worker)
@@ -864,7 +867,8 @@ def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypat
     assert first["seconds"] == took and not first["skipped"]
     assert second["skipped"] == {"native": "not run: about 400 s"}
     text = bench.end_to_end_markdown(report)
-    assert "| `mnist_mlp` | 500 | 2.00 | 40.00 | 5.00 | **2.50x** | replayed |" in text
+    again = "| 1.00 | **5.00x** | compiled from step 0 |"
+    assert "| `mnist_mlp` | 500 | 2.00 | 40.00 | 5.00 | **2.50x** | replayed " + again in text
     assert "| `mnist_mlp` | 5,000 | 20.00 | not run: about 400 s | 50.00 | **2.50x** |" in text
 
 

@@ -29,7 +29,6 @@ from zoo.performance.settings import (
     CONV_STEPS_PER_EXECUTION,
     MODES,
     STEPS_PER_EXECUTION,
-    XLA_MIN_STEPS,
     Settings,
     settings_for,
 )
@@ -39,7 +38,6 @@ __all__ = [
     "MODES",
     "STEPS_PER_EXECUTION",
     "TORCH_UNROLL_MAX_STEPS",
-    "XLA_MIN_STEPS",
     "ProgressBar",
     "Settings",
     "channels_last_torch_inputs",

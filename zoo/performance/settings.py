@@ -14,9 +14,6 @@ from zoo import distribute
 from zoo.utils import contains_layer
 
 MODES = ("auto", "on", "off")
-#: ``fast="auto"`` XLA-compiles the TensorFlow window only for runs of at least this many
-#: steps (XLA's extra compile time over the steps it saves, mnist_mlp on this CPU).
-XLA_MIN_STEPS = 5_000
 #: The most steps per window (``steps_per_execution``): one call of the zoo's train
 #: function between two calls of the callbacks' batch hooks. Dense models lose to the
 #: per-call cost of short windows; convolutional steps are long enough that short
@@ -62,10 +59,12 @@ class Settings:
             tensors in memory).
         torch_compile: whether the torch train step is compiled from the start
             (``fast="on"``).
-        compile_when_pays: whether the torch window records Keras's step and replays it
-            (``torch.capture``), and compiles the recording mid-run once its measured
-            speed and the compile's cost make compiling pay (``torch.switch``,
-            ``fast="auto"``).
+        compile_when_pays: ``fast="auto"``: on torch, whether the window records Keras's
+            step and replays it (``torch.capture``), and compiles the recording mid-run
+            once its measured speed and the compile's cost make compiling pay
+            (``torch.switch``); on TensorFlow, whether the window's loop is XLA-compiled
+            from the window where that pays (``tensorflow.XlaSwitch``; ``jit_compile`` is
+            then the form it starts in).
         planned_steps: the steps this fit is to run (what compiling would pay over).
         window: whether the zoo's window train function runs instead of Keras's own.
         ddp: whether the torch step runs through ``DistributedDataParallel``.
@@ -104,11 +103,6 @@ def _steps_per_execution(steps_per_epoch: int, most: int, divisor: bool = False)
     return max(1, min(most, steps_per_epoch))
 
 
-def _compile_pays(mode: str, steps: int, min_steps: int) -> bool:
-    """Always with ``fast="on"``; with ``"auto"`` only for runs of at least ``min_steps``."""
-    return mode == "on" or steps >= min_steps
-
-
 def settings_for(
     mode: str,
     steps_per_epoch: int,
@@ -123,8 +117,9 @@ def settings_for(
     ``keras.distribution`` and TensorFlow's ``MirroredStrategy``; the zoo's window, never
     compiled, under torch DDP and TensorFlow's multi-worker strategy (with ``"off"`` one
     step per window). On one device: TensorFlow's window is XLA-compiled unless the model
-    has convolutions; JAX keeps Keras's loop for convolutions; torch's step is recorded
-    and replayed, and compiled mid-run where that pays (``"on"``: compiled from the start)."""
+    has convolutions; JAX keeps Keras's loop for convolutions; torch's step is recorded and
+    replayed. ``"auto"`` XLA-compiles TensorFlow's window, and compiles torch's recorded
+    step, from where that pays; ``"on"`` compiles both from the start."""
     check.one_of("fast", mode, MODES)
     backend = keras.backend.backend()
     strategy = (plan or distribute.DistPlan()).strategy
@@ -148,9 +143,19 @@ def settings_for(
     if mode == "off":
         return Settings(mode, backend)
     spe = _steps_per_execution(steps_per_epoch, most, divisor=backend == "torch")
-    if backend == "tensorflow":
-        xla = _compile_pays(mode, steps, XLA_MIN_STEPS) and not conv
-        return Settings(mode, backend, xla, spe, "in-graph", window=True)
+    if backend == "tensorflow":  # "auto": XLA from where it pays (tensorflow.XlaSwitch)
+        auto = mode == "auto" and not conv
+        xla = mode == "on" and not conv
+        return Settings(
+            mode,
+            backend,
+            xla,
+            spe,
+            "in-graph",
+            window=True,
+            compile_when_pays=auto,
+            planned_steps=steps if auto else 0,
+        )
     if backend == "jax":
         if conv:  # Keras's own loop, its steps grouped (XLA ran convolutions slower in a loop)
             spe = _steps_per_execution(steps_per_epoch, 8, divisor=True)

@@ -1,19 +1,151 @@
 """TensorFlow: the window train function (one ``tf.function`` gathering its batches from
-the arrays in memory, XLA-compiled unless the model has convolutions), the multi-worker
-fit loop and the compiled forward pass for ``predict``."""
+the arrays in memory, XLA-compiled from the start with ``fast="on"``, and with
+``fast="auto"`` from the window where ``XlaSwitch`` finds it pays; never for models with
+convolutions), the multi-worker fit loop and the compiled forward pass for ``predict``."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import time
 from collections.abc import Callable
 
 import keras
 import numpy as np
 
+import zoo.performance.costs as costs
 import zoo.performance.keras_patches as keras_patches
+from zoo import _validation as check
 from zoo.performance.feed import Batches, EpochHooks, Window, local_order
 
+#: Full batches the plain graph is timed over before XLA is decided, and XLA's after it.
+MIN_TIMED_STEPS = 32
 
-def _window(model, window: Window, jit_compile: bool):
+
+class XlaSwitch:
+    """``fast="auto"``: whether the window's loop runs as the plain graph or XLA-compiled.
+
+    The graph runs first. Once ``MIN_TIMED_STEPS`` of its steps are timed, the loop is
+    XLA-compiled from the next window on if the steps left times the time XLA saves per
+    step exceed ``costs.MARGIN`` times XLA's compile cost: the last time's figures for
+    this model (``costs``), else ``costs.DEFAULT_XLA_S_PER_OP`` per operation of the
+    loop's graph and half the step saved. With both step times cached the choice is made
+    before the first step. After a compile its cost and step time are cached; a compile
+    that fails is cached as failing, and the graph goes on. XLA runs the same Keras step
+    (``fast="on"`` runs it from the start), its sums in another order.
+
+    ``xla``: the form now; ``compiled_at``: the step of this fit from which XLA ran."""
+
+    def __init__(self, key: str | None, planned_steps: int):
+        self.key, self.remaining, self.done = key, planned_steps, 0
+        self.estimate = costs.Estimate.of(key, compile_s=0.0)
+        self.xla = self.estimate.pays_from_start(planned_steps)
+        self.compiled_at = 0 if self.xla else None
+        self.phase = "done" if self.xla else "timing"
+        self.graph_step_s = self.estimate.uncompiled_step_s
+        self.timed_steps, self.timed_s, self.first_xla = 0, 0.0, (0, 0.0)
+
+    @property
+    def kind(self) -> str:
+        return "compiled" if self.xla else "graph"
+
+    @property
+    def timing(self) -> bool:
+        return self.phase != "done"
+
+    def failed(self, error: Exception) -> None:
+        """XLA's first window raised (before any step ran): the graph goes on."""
+        self.xla, self.compiled_at, self.phase = False, None, "done"
+        if self.key is not None:
+            costs.write(self.key, {"fails": True, "why": check.error_summary(error)[:200]})
+
+    def window_done(self, steps: int, seconds: float | None, ops: int) -> None:
+        """After a window of ``steps`` full batches that ran in ``seconds`` (XLA's compile
+        included; None: not timed, the graph's first run, which TensorFlow optimizes
+        first); ``ops``: the graph loop's size."""
+        self.done += steps
+        self.remaining -= steps
+        if seconds is None:
+            return
+        if self.phase == "compiling":  # the window that compiled
+            self.first_xla, self.phase = (steps, seconds), "timing-compiled"
+            return
+        if self.phase not in ("timing", "timing-compiled"):
+            return
+        self.timed_steps += steps
+        self.timed_s += seconds
+        if self.timed_steps < MIN_TIMED_STEPS:
+            return
+        step_s, self.timed_steps, self.timed_s = self.timed_s / self.timed_steps, 0, 0.0
+        if self.phase == "timing-compiled":
+            compile_s = max(self.first_xla[1] - self.first_xla[0] * step_s, 0.0)
+            entry = {"compile_s": compile_s, "step_s": step_s}
+            if self.key is not None:
+                costs.write(self.key, {**entry, "uncompiled_step_s": self.graph_step_s})
+            self.phase = "done"
+            return
+        self.graph_step_s = step_s
+        if not self.estimate.measured:
+            self.estimate.compile_s = ops * costs.DEFAULT_XLA_S_PER_OP
+        if self.remaining > 0 and self.estimate.pays(self.remaining, step_s):
+            self.xla, self.compiled_at, self.phase = True, self.done, "compiling"
+        else:
+            self.phase = "done"
+
+
+def _key(model, batch) -> str | None:
+    """What XLA would compile, as a cache key (``costs``): the model's and its training's
+    configuration, the batch's shapes and dtypes, TensorFlow's version and the devices
+    (None where the model has no configuration to name it by)."""
+    import tensorflow as tf
+
+    try:
+        config = [json.loads(model.to_json()), model.get_compile_config()]
+        config = json.loads(json.dumps(config, default=str))
+    except Exception:  # a model Keras cannot describe: no cached figure for it
+        return None
+    config = _numbered_names(config)
+    shapes = [(tuple(t.shape), t.dtype.name) for t in keras.tree.flatten(batch)]
+    devices = [d.name for d in tf.config.list_logical_devices()]
+    with contextlib.suppress(RuntimeError, ValueError):  # the GPU's name, where there is one
+        devices += [tf.config.experimental.get_device_details(d).get("device_name", "")
+                    for d in tf.config.list_physical_devices("GPU")]  # fmt: skip
+    text = json.dumps([config, shapes, tf.__version__, devices], sort_keys=True)
+    return "tensorflow-xla:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _numbered_names(config):
+    """``config`` with every ``"name"`` given by its order of appearance, wherever it is
+    used: Keras numbers the names of layers, optimizers and metrics per process
+    (``dense_3``, ``rm_sprop_1``), which would make the same model another key."""
+    names, stack = {}, [config]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, dict):
+            if isinstance(item.get("name"), str):
+                names.setdefault(item["name"], f"name-{len(names)}")
+            stack += [item[k] for k in sorted(item)]
+        elif isinstance(item, list):
+            stack += item
+
+    def renamed(item):
+        if isinstance(item, dict):
+            return {k: renamed(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [renamed(v) for v in item]
+        return names.get(item, item) if isinstance(item, str) else item
+
+    return renamed(config)
+
+
+def _graph_size(loop, *args) -> int:
+    """Operations in the loop's graph, the functions it calls included (its trace)."""
+    graph = loop.get_concrete_function(*args).graph.as_graph_def()
+    return len(graph.node) + sum(len(f.node_def) for f in graph.library.function)
+
+
+def _window(model, window: Window, settings):
     import tensorflow as tf
 
     feed = window.feed
@@ -47,21 +179,55 @@ def _window(model, window: Window, jit_compile: bool):
         with tf.control_dependencies(tf.nest.flatten(logs)):
             return model.get_metrics_result()
 
-    # one_step runs first: Keras creates the optimizer's and metrics' variables on the
-    # first traced step, which a tf.function allows at its first trace but not in a loop
-    some_steps = tf.function(some_steps, jit_compile=jit_compile)
-    one_step = tf.function(one_step, jit_compile=jit_compile, reduce_retracing=True)
-    built = []
+    # Keras makes the optimizer's and metrics' variables at the first traced step, which a
+    # tf.function allows at its first trace but not inside a loop: they are built first
+    # from one batch's shapes, else one_step runs first
+    first = keras.tree.map_structure(lambda a: a[:bs], tensors)
+    built = not tf.distribute.has_strategy() and keras_patches.build_for_training(model, first)
+    switch = None
+    if settings.compile_when_pays:
+        switch = XlaSwitch(_key(model, first), settings.planned_steps)
+    loops = {}  # the loop as a plain graph (False) and XLA-compiled (True), as needed
+
+    def loop_for(xla):
+        if xla not in loops:
+            loops[xla] = tf.function(some_steps, jit_compile=xla)
+        return loops[xla]
+
+    one_step = tf.function(one_step, jit_compile=settings.jit_compile, reduce_retracing=True)
+    graph_ops = []  # the graph loop's size, traced before its first window
+
+    def run_loop(begin, count):
+        args = (tf.constant(begin, tf.int64), tf.constant(count, tf.int64))
+        if switch is None or not switch.timing:
+            return loop_for(switch.xla if switch else settings.jit_compile)(*args)
+        xla, timed = switch.xla, bool(graph_ops) or switch.xla
+        if not xla and not graph_ops:  # its trace and first run are not the graph's step time
+            graph_ops.append(_graph_size(loop_for(False), *args))
+        loop = loop_for(xla)
+        start = time.perf_counter()
+        try:
+            logs = loop(*args)
+            keras.tree.flatten(logs)[0].numpy()  # its steps done (a GPU runs them after)
+        except tf.errors.OpError as e:  # XLA could not compile it: nothing ran
+            if not xla:
+                raise
+            switch.failed(e)
+            return run_loop(begin, count)
+        took = time.perf_counter() - start if timed else None
+        switch.window_done(count, took, graph_ops[0] if graph_ops else 0)
+        return logs
 
     def train_function(iterator):  # the window's batches come from `order`, not `iterator`
+        nonlocal built
         begin, full_end, partial = window.take()
         logs = None
         if not built and begin < full_end:
             logs = one_step(tf.constant(begin * bs, tf.int64), bs)
-            built.append(True)
+            built = True
             begin += 1
         if begin < full_end:
-            logs = some_steps(tf.constant(begin, tf.int64), tf.constant(full_end - begin, tf.int64))
+            logs = run_loop(begin, full_end - begin)
         if partial:
             first = window.partial_first // shares
             logs = one_step(tf.constant(first, tf.int64), size - first)
@@ -75,9 +241,8 @@ def _window(model, window: Window, jit_compile: bool):
     # batch, repeated, so that the elements have a batch's structure and types. Not a `map`
     # gathering each step's batch: Keras makes an iterator at each epoch's start and end,
     # and a map's made each cost more (docs/benchmarks.md).
-    first = keras.tree.map_structure(lambda a: a[:bs], tensors)
     data = tf.data.Dataset.from_tensors(first).repeat(window.steps)
-    return train_function, set_epoch, data
+    return train_function, set_epoch, data, switch
 
 
 def multi_worker_fit(
@@ -159,6 +324,6 @@ def forward(model, conv: bool) -> Callable:
 def install(model, window: Window, settings, stack):
     """Sets the TensorFlow window as ``model``'s train function; returns ``(data,
     callbacks)`` for ``fit`` (for ``multi_worker_fit``: the batches, which it reads)."""
-    train_function, set_epoch, data = _window(model, window, settings.jit_compile)
+    train_function, set_epoch, data, _ = _window(model, window, settings)
     keras_patches.set_train_function(model, train_function)
     return (window.feed if settings.multi_worker else data), [EpochHooks(set_epoch)]

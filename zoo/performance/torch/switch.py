@@ -66,7 +66,7 @@ class Switch:
         step_s, self.timed_steps, self.timed_s = self.timed_s / self.timed_steps, 0, 0.0
         if self.phase == "timing-compiled":
             entry = {"compile_s": self.compile_s, "step_s": step_s}
-            costs.write(self.captured.key, {**entry, "replay_step_s": self.replay_step_s})
+            costs.write(self.captured.key, {**entry, "uncompiled_step_s": self.replay_step_s})
             self.phase = "done"
             return
         self.replay_step_s = step_s
