@@ -18,6 +18,7 @@ from zoo.performance.keras_patches.dynamo import (
     aten_view,
     autograd_traced,
     fresh_code,
+    one_fake_mode,
     tensor_guards_only,
 )
 from zoo.performance.keras_patches.torch_backend import (
@@ -43,6 +44,7 @@ __all__ = [
     "channels_last_torch_inputs",
     "fresh_code",
     "fused_torch_lstm",
+    "one_fake_mode",
     "patched",
     "same_parameters",
     "set_train_function",

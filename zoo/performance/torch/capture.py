@@ -125,7 +125,8 @@ class CapturedStep:
         why, kept = None, False
         try:
             try:
-                graph = make_fx(one_step)(idx)
+                with keras_patches.one_fake_mode():
+                    graph = make_fx(one_step)(idx)
                 why = replayable(graph.graph)
             except Exception as e:  # make_fx raises many types; the eager step re-raises
                 graph, why = None, f"recording failed: {check.error_summary(e)[:200]}"

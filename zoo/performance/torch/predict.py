@@ -83,7 +83,8 @@ class Recorded:
         from torch.fx.experimental.proxy_tensor import make_fx
 
         try:
-            graph = make_fx(self.eager)(batch)
+            with keras_patches.one_fake_mode():
+                graph = make_fx(self.eager)(batch)
         except Exception as e:  # make_fx raises many types; the eager pass goes on
             self.refused = f"recording failed: {check.error_summary(e)[:200]}"
             return None
