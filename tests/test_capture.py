@@ -298,3 +298,49 @@ if BACKEND == "torch":
         switches = _switches(monkeypatch)
         _mlp_run("auto")
         assert switches[0].estimate.fails and switches[0].compiled is None
+
+
+if BACKEND == "jax":
+    import jax
+
+    from zoo.performance import jax as jax_window
+
+    def test_jax_keeps_its_compiles_in_the_zoo_cache_during_a_fit_only(monkeypatch, tmp_path):
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+        rng = np.random.default_rng(0)
+        x, y = rng.random((96, 784), dtype=np.float32), rng.integers(0, 10, 96).astype("int32")
+
+        def run():
+            keras.utils.set_random_seed(0)
+            model = zoo.create("mnist_mlp")
+            recipe_for("mnist_mlp").compile(model)
+            fit(model, x, y, batch_size=16, epochs=2, seed=1, verbose=0)
+            return model.get_weights(), {p.name for p in (tmp_path / "jax").iterdir()}
+
+        first, kept = run()
+        assert any(name.startswith("jit_some_steps") for name in kept), kept  # the window
+        assert jax.config.jax_compilation_cache_dir is None  # JAX's settings put back
+        events = []
+
+        def listen(event, **kwargs):
+            events.append(event)
+
+        jax.monitoring.register_event_listener(listen)
+        try:  # the same fit again: its new jitted functions load their programs
+            again, kept_again = run()
+        finally:
+            jax.monitoring.unregister_event_listener(listen)
+        assert kept_again == kept  # nothing compiled that was not kept the first time
+        assert events.count("/jax/compilation_cache/cache_hits") >= 1, set(events)
+        for a, b in zip(first, again, strict=True):
+            np.testing.assert_array_equal(a, b)
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
+        try:  # a user's own cache folder is theirs, untouched
+            with jax_window.compile_cache() as folder:
+                assert folder is None
+                assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
+        finally:
+            jax.config.update("jax_compilation_cache_dir", None)
+        monkeypatch.setenv(jax_window.CACHE_SWITCH, "0")
+        with jax_window.compile_cache() as folder:
+            assert folder is None and jax.config.jax_compilation_cache_dir is None

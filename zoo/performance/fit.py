@@ -33,7 +33,8 @@ def prepare(
     block (even by an error) what ``fit`` must not keep is undone: Keras's swapped
     functions, the window (which holds the training arrays). ``shard=(index, count)``
     keeps this process's share of every batch. The model's compile config (what
-    ``model.save`` writes) is left as it was compiled.
+    ``model.save`` writes) is left as it was compiled. On JAX (but with ``fast="off"``)
+    JAX's compiles are kept in the zoo's cache folder for the block (``jax.compile_cache``).
 
     Example:
         >>> with prepare(model, x, y, 32, 0, settings) as (data, hooks):  # doctest: +SKIP
@@ -49,6 +50,8 @@ def prepare(
     feed = Batches(x, y, batch_size, seed, settings.pipeline == "torch", shard)
     with contextlib.ExitStack() as stack:
         stack.enter_context(keras_patches.train_functions(model, settings))
+        if settings.backend == "jax" and settings.mode != "off":  # every JAX loop compiles
+            stack.enter_context(jax_window.compile_cache())
         if not settings.window:
             yield feed, [EpochHooks(feed.set_epoch)]
             return

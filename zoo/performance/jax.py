@@ -1,12 +1,62 @@
 """JAX: the window train function, one ``jit`` of a ``fori_loop`` over batches gathered on
-the device, its state donated."""
+the device, its state donated; and JAX's persistent compilation cache for a fit or a
+predict (``compile_cache``)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
+from collections.abc import Iterator
+
 import keras
 
+import zoo.performance.costs as costs
 import zoo.performance.keras_patches as keras_patches
 from zoo.performance.feed import EpochHooks, Window
+
+#: Set to 0 to keep JAX's compiles out of the zoo's cache folder.
+CACHE_SWITCH = "ZOO_JAX_COMPILE_CACHE"
+#: The most the zoo's JAX cache holds: JAX then evicts the least recently used programs,
+#: and locks the folder while it writes (processes share it).
+CACHE_MAX_BYTES = 1 << 30
+
+
+@contextlib.contextmanager
+def compile_cache() -> Iterator[str | None]:
+    """JAX's persistent compilation cache in the zoo's cache folder
+    (``costs.cache_dir() / "jax"``) for the block, every compile kept: a run that JAX
+    has compiled before loads its programs instead (mnist_mlp's 500-step fit: 0.96 s,
+    then 0.39 s, of which 0.54 s had been XLA compiling the window and Keras's small
+    eager operations, on this 2-core CPU). Off where the user set a cache folder of
+    their own (``jax_compilation_cache_dir``, ``JAX_COMPILATION_CACHE_DIR``: theirs is
+    used, untouched) or ``ZOO_JAX_COMPILE_CACHE=0``. JAX's settings are put back after
+    the block. Yields the folder (None: not used). JAX keeps no such cache unless told;
+    Keras does not tell it."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    if os.environ.get(CACHE_SWITCH, "1") == "0" or jax.config.jax_compilation_cache_dir:
+        yield None
+        return
+    folder = costs.cache_dir() / "jax"
+    settings = {
+        "jax_compilation_cache_dir": str(folder),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,  # JAX's default: only 1 s or more
+    }
+    if importlib.util.find_spec("filelock") is not None:  # what JAX needs to evict and lock
+        settings["jax_compilation_cache_max_size"] = CACHE_MAX_BYTES
+    before = {name: getattr(jax.config, name) for name in settings}
+    try:
+        for name, value in settings.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()  # checked again at the next compile (the model's
+        # build compiled already, before the cache was set)
+        yield str(folder)
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
 
 
 def _window(model, window: Window):

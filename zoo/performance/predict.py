@@ -7,6 +7,7 @@ import contextlib
 import keras
 import numpy as np
 
+import zoo.performance.jax as jax_path
 import zoo.performance.tensorflow as tf_path
 import zoo.performance.torch.predict as torch_path
 from zoo import _validation as check
@@ -55,7 +56,8 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
 
     - TensorFlow: a ``tf.function`` per batch, XLA-compiled unless the model has
       convolutions.
-    - JAX: Keras's own ``predict``, already a jitted step per batch.
+    - JAX: Keras's own ``predict``, already a jitted step per batch, with JAX's
+      persistent compile cache (``jax.compile_cache``).
     - PyTorch: the forward pass under ``no_grad``, with the training path's swaps of
       Keras's torch functions; with ``fast="on"`` compiled by ``torch.compile`` as one
       graph (eager, with a warning, where that fails), except for models with an
@@ -73,7 +75,9 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
     leaves = keras.tree.flatten(x)
     arrays = bool(leaves) and all(isinstance(a, np.ndarray) for a in leaves)
     if fast == "off" or backend not in ("tensorflow", "torch") or not arrays or not len(leaves[0]):
-        return model.predict(x, batch_size=batch_size, verbose=0)
+        cached = backend == "jax" and fast != "off"
+        with jax_path.compile_cache() if cached else contextlib.nullcontext():
+            return model.predict(x, batch_size=batch_size, verbose=0)
     if backend == "tensorflow":
         import tensorflow as tf
 
