@@ -901,7 +901,8 @@ def end_to_end_markdown(report) -> str:
         "included) to the last step's end, each run in a fresh process; zoo / native is the "
         "fastest native form's time over the zoo's (above 1: the zoo is faster). Compile-"
         f"cost cache: {report.get('cost_cache', 'not recorded')}. Run again: the zoo's same "
-        "run right after, with the compile costs the first one cached (a returning user).",
+        "run right after, with what the first one cached (a returning user: the compile "
+        "costs; on JAX, its compiled programs).",
         "",
         "| model | steps | zoo, defaults (s) | native (s) | native compiled (s) | zoo / native "
         "| zoo's step | run again (s) | zoo / native, again | its step |",
