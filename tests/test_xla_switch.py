@@ -112,3 +112,24 @@ if BACKEND == "tensorflow":
         first = key()
         assert first is not None and key() == first  # dense_3 and rm_sprop_1 the second time
         assert key(hidden_units=[32, 32]) != first
+
+    def test_a_model_whose_own_step_makes_a_variable_trains_in_the_window():
+        """The window's loop is its first trace (Keras's variables built from a batch's
+        shapes before it): a ``train_step`` of the user's that makes a variable there
+        still works, and runs every step."""
+
+        class Counting(zoo.zoo_model.ZooModel):
+            def train_step(self, data):
+                if not hasattr(self, "steps_seen"):
+                    self.steps_seen = tf.Variable(0, dtype=tf.int64, trainable=False)
+                self.steps_seen.assign_add(1)
+                return super().train_step(data)
+
+        rng = np.random.default_rng(0)
+        x = rng.random((300, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 300).astype("int32")
+        base = zoo.create("mnist_mlp")
+        model = Counting(base.inputs, base.outputs)
+        recipe_for("mnist_mlp").compile(model)
+        fit(model, x, y, batch_size=16, epochs=2, seed=1, verbose=0)
+        assert int(model.steps_seen.numpy()) == 2 * 19  # every step, the partial ones too

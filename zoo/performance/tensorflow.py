@@ -229,8 +229,8 @@ def _window(model, window: Window, settings):
         if begin < full_end:
             logs = run_loop(begin, full_end - begin)
         if partial:
-            first = window.partial_first // shares
-            logs = one_step(tf.constant(first, tf.int64), size - first)
+            start = window.partial_first // shares
+            logs = one_step(tf.constant(start, tf.int64), size - start)
         return logs
 
     def set_epoch(epoch):
