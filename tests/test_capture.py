@@ -341,6 +341,11 @@ if BACKEND == "jax":
                 assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
         finally:
             jax.config.update("jax_compilation_cache_dir", None)
+        (tmp_path / "file").write_text("")
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "file" / "below"))  # cannot be made
+        with jax_window.compile_cache() as folder:
+            assert folder is None and jax.config.jax_compilation_cache_dir is None
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
         monkeypatch.setenv(jax_window.CACHE_SWITCH, "0")
         with jax_window.compile_cache() as folder:
             assert folder is None and jax.config.jax_compilation_cache_dir is None

@@ -33,7 +33,7 @@ def prepare(
     block (even by an error) what ``fit`` must not keep is undone: Keras's swapped
     functions, the window (which holds the training arrays). ``shard=(index, count)``
     keeps this process's share of every batch. The model's compile config (what
-    ``model.save`` writes) is left as it was compiled. On JAX (but with ``fast="off"``)
+    ``model.save`` writes) is left as it was compiled. On JAX (unless ``fast="off"``)
     JAX's compiles are kept in the zoo's cache folder for the block (``jax.compile_cache``).
 
     Example:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import tempfile
 from collections.abc import Iterator
 
 import keras
@@ -30,7 +31,8 @@ def compile_cache() -> Iterator[str | None]:
     then 0.39 s, of which 0.54 s had been XLA compiling the window and Keras's small
     eager operations, on this 2-core CPU). Off where the user set a cache folder of
     their own (``jax_compilation_cache_dir``, ``JAX_COMPILATION_CACHE_DIR``: theirs is
-    used, untouched) or ``ZOO_JAX_COMPILE_CACHE=0``. JAX's settings are put back after
+    used, untouched), ``ZOO_JAX_COMPILE_CACHE=0`` or a folder that cannot be written.
+    JAX's settings are put back after
     the block. Yields the folder (None: not used). JAX keeps no such cache unless told;
     Keras does not tell it."""
     import jax
@@ -40,6 +42,13 @@ def compile_cache() -> Iterator[str | None]:
         yield None
         return
     folder = costs.cache_dir() / "jax"
+    try:  # a folder that cannot be written: no cache, never a failed run (JAX would raise)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        yield None
+        return
     settings = {
         "jax_compilation_cache_dir": str(folder),
         "jax_persistent_cache_min_compile_time_secs": 0.0,  # JAX's default: only 1 s or more
