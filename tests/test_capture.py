@@ -305,7 +305,22 @@ if BACKEND == "jax":
 
     from zoo.performance import jax as jax_window
 
-    def test_jax_keeps_its_compiles_in_the_zoo_cache_during_a_fit_only(monkeypatch, tmp_path):
+    @pytest.fixture
+    def no_cache_folder_of_the_users():
+        """JAX as a user leaves it: no cache folder set (the nox session sets one for the
+        whole suite, which the zoo would leave to the user); theirs put back after."""
+        from jax.experimental.compilation_cache import compilation_cache
+
+        theirs = jax.config.jax_compilation_cache_dir
+        jax.config.update("jax_compilation_cache_dir", None)
+        compilation_cache.reset_cache()
+        yield
+        jax.config.update("jax_compilation_cache_dir", theirs)
+        compilation_cache.reset_cache()
+
+    def test_jax_keeps_its_compiles_in_the_zoo_cache_during_a_fit_only(
+        monkeypatch, tmp_path, no_cache_folder_of_the_users
+    ):
         monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
         rng = np.random.default_rng(0)
         x, y = rng.random((96, 784), dtype=np.float32), rng.integers(0, 10, 96).astype("int32")
