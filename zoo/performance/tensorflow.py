@@ -179,9 +179,9 @@ def _window(model, window: Window, settings):
         with tf.control_dependencies(tf.nest.flatten(logs)):
             return model.get_metrics_result()
 
-    # Keras makes the optimizer's and metrics' variables at the first traced step, which a
-    # tf.function allows at its first trace but not inside a loop: they are built first
-    # from one batch's shapes, else one_step runs first
+    # Keras makes the optimizer's and metrics' variables at the first traced step: they are
+    # built first from one batch's shapes, so that the first trace is the loop itself (no
+    # single step compiled only to build them); where that cannot be, one_step runs first
     first = keras.tree.map_structure(lambda a: a[:bs], tensors)
     built = not tf.distribute.has_strategy() and keras_patches.build_for_training(model, first)
     switch = None
