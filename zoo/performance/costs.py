@@ -82,6 +82,32 @@ def write(key: str, entry: dict) -> None:
                 os.unlink(tmp)
 
 
+def record(key: str | None, compile_s: float, step_s: float, uncompiled_step_s) -> None:
+    """Keeps what a compile cost and gave: its seconds, the step time after it and the
+    step time before it (``key`` None: nothing to keep it under)."""
+    if key is not None:
+        entry = {"compile_s": compile_s, "step_s": step_s}
+        write(key, {**entry, "uncompiled_step_s": uncompiled_step_s})
+
+
+class StepTimer:
+    """A switch's step time: windows' steps and seconds added up until at least ``least``
+    steps are timed, then their mean, and it starts over."""
+
+    def __init__(self):
+        self.steps, self.seconds = 0, 0.0
+
+    def add(self, steps: int, seconds: float, least: int) -> float | None:
+        """The mean step time once ``least`` steps are timed, else None."""
+        self.steps += steps
+        self.seconds += seconds
+        if self.steps < least:
+            return None
+        mean = self.seconds / self.steps
+        self.steps, self.seconds = 0, 0.0
+        return mean
+
+
 @dataclass
 class Estimate:
     """What compiling would cost and give: ``compile_s``, the seconds it takes;

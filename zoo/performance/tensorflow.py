@@ -44,7 +44,7 @@ class XlaSwitch:
         self.compiled_at = 0 if self.xla else None
         self.phase = "done" if self.xla else "timing"
         self.graph_step_s = self.estimate.uncompiled_step_s
-        self.timed_steps, self.timed_s, self.first_xla = 0, 0.0, (0, 0.0)
+        self.timer, self.first_xla = costs.StepTimer(), (0, 0.0)
 
     @property
     def kind(self) -> str:
@@ -73,16 +73,12 @@ class XlaSwitch:
             return
         if self.phase not in ("timing", "timing-compiled"):
             return
-        self.timed_steps += steps
-        self.timed_s += seconds
-        if self.timed_steps < MIN_TIMED_STEPS:
+        step_s = self.timer.add(steps, seconds, MIN_TIMED_STEPS)
+        if step_s is None:
             return
-        step_s, self.timed_steps, self.timed_s = self.timed_s / self.timed_steps, 0, 0.0
         if self.phase == "timing-compiled":
             compile_s = max(self.first_xla[1] - self.first_xla[0] * step_s, 0.0)
-            entry = {"compile_s": compile_s, "step_s": step_s}
-            if self.key is not None:
-                costs.write(self.key, {**entry, "uncompiled_step_s": self.graph_step_s})
+            costs.record(self.key, compile_s, step_s, self.graph_step_s)
             self.phase = "done"
             return
         self.graph_step_s = step_s

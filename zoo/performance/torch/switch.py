@@ -30,7 +30,7 @@ class Switch:
     def __init__(self, captured: CapturedStep, planned_steps: int):
         self.captured, self.remaining = captured, planned_steps
         self.phase, self.compiled, self.compiled_at, self.estimate = "timing", None, None, None
-        self.done, self.timed_steps, self.timed_s = 0, 0, 0.0
+        self.done, self.timer = 0, costs.StepTimer()
         self.replay_step_s = self.compile_s = None
         self._overhead_s = 0.0
 
@@ -50,7 +50,7 @@ class Switch:
         compiled step with it, and the decision is made again."""
         if self.captured.check():
             self.compiled, self.compiled_at, self.phase = None, None, "timing"
-            self.timed_steps, self.timed_s = 0, 0.0
+            self.timer = costs.StepTimer()
 
     def window_done(self, steps: int, seconds: float) -> None:
         self.done += steps
@@ -59,14 +59,11 @@ class Switch:
         self.captured.overhead_s = self._overhead_s = 0.0
         if self.phase not in ("timing", "timing-compiled") or self.captured.kind != "captured":
             return
-        self.timed_steps += steps
-        self.timed_s += max(seconds - overhead, 0.0)
-        if self.timed_steps < MIN_TIMED_STEPS:
+        step_s = self.timer.add(steps, max(seconds - overhead, 0.0), MIN_TIMED_STEPS)
+        if step_s is None:
             return
-        step_s, self.timed_steps, self.timed_s = self.timed_s / self.timed_steps, 0, 0.0
         if self.phase == "timing-compiled":
-            entry = {"compile_s": self.compile_s, "step_s": step_s}
-            costs.write(self.captured.key, {**entry, "uncompiled_step_s": self.replay_step_s})
+            costs.record(self.captured.key, self.compile_s, step_s, self.replay_step_s)
             self.phase = "done"
             return
         self.replay_step_s = step_s
