@@ -34,6 +34,15 @@ def test_the_estimate_compiles_only_where_the_saving_beats_the_cost(monkeypatch)
     assert guess.pays(int(pays_from) + 1, step) and not guess.pays(int(pays_from) - 1, step)
 
 
+def test_the_step_timer_gives_the_fastest_run_once_enough_is_timed():
+    timer = costs.StepTimer()
+    assert timer.add(16, 0.016, least=32, least_s=0.05) is None  # 16 steps: too few
+    assert timer.add(32, 0.064, least=32, least_s=0.1) is None  # 48 steps but 0.08 s
+    # a run slowed by something else (4 ms a step) does not count against the others
+    assert timer.add(32, 0.128, least=32, least_s=0.1) == pytest.approx(1e-3)
+    assert timer.add(32, 0.064, least=32) == pytest.approx(2e-3)  # started over
+
+
 def test_the_cost_cache_round_trips_and_never_fails_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
     assert costs.read("k") is None and costs.Estimate.of("k") == costs.Estimate()
@@ -233,6 +242,36 @@ if BACKEND == "torch":
         first, second = graph(x), graph(x)  # no accumulation across calls
         torch.testing.assert_close(first, step(x))
         torch.testing.assert_close(second, step(x))
+
+    def test_elementwise_operations_write_into_temporaries_only_nothing_else_reads():
+        """``passes.reuse_temporaries``: ``relu(add(mm(x, w), b))`` runs in place on the
+        product, bit for bit; not where the temporary is read again, is a view of an
+        input, or would be broadcast or promoted into."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        from zoo.performance.torch import passes
+
+        def step(x, w, b, n):
+            hidden = torch.relu(x @ w + b)  # add and relu: in place
+            kept = x @ w
+            twice = torch.sigmoid(kept) + kept  # `kept` read twice: a new tensor
+            through_view = torch.tanh(x.t())  # a view of an input: a new tensor
+            broadcast = (b * 2) + hidden  # (3,) + (2, 3): a new tensor
+            promoted = (n + 1) * 0.5  # int64 times a float: a new tensor
+            return hidden, twice, through_view, broadcast, promoted
+
+        args = (torch.randn(2, 3), torch.randn(3, 3), torch.randn(3), torch.arange(3))
+        before = [a.clone() for a in args]
+        graph = make_fx(step)(*args)
+        passes.finish(graph)
+        targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+        assert {"aten.add_.Tensor", "aten.relu_.default"} <= targets
+        assert "aten.sigmoid_.default" not in targets and "aten.tanh_.default" not in targets
+        assert {"aten.mul_.Tensor"} & targets == set()  # b * 2 broadcast, n + 1 promoted
+        for got, expected in zip(graph(*args), step(*args), strict=True):
+            assert torch.equal(got, expected)
+        for a, b in zip(args, before, strict=True):
+            assert torch.equal(a, b)  # the inputs untouched
 
     def test_freezing_a_layer_mid_run_records_the_step_again():
         orders = _orders(96, 16, 6)

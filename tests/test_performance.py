@@ -263,7 +263,7 @@ def test_predict_gives_kerass_predictions(model_name, fast):
     # the zoo's loop ran (its cached forward pass), not Keras's predict; JAX runs Keras's
     assert bool(model.__dict__.get("_zoo_forward")) == (BACKEND != "jax")
     if BACKEND == "torch" and fast == "auto":  # the forward pass recorded and replayed
-        recorded = model.__dict__["_zoo_forward"]["torch-auto"].recorded
+        recorded = model.__dict__["_zoo_forward"]["torch-auto"].run.recorded
         assert recorded.refused is None and recorded.graphs, recorded.refused
     assert type(outputs) is type(expected)
     for a, b in zip(keras.tree.flatten(outputs), keras.tree.flatten(expected), strict=True):

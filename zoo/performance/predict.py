@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -12,6 +14,15 @@ import zoo.performance.tensorflow as tf_path
 import zoo.performance.torch.predict as torch_path
 from zoo import _validation as check
 from zoo.performance.settings import MODES, has_convolutions, has_lstm
+
+
+class _Forward(NamedTuple):
+    """A model's forward pass for ``predict`` in one mode, and what it was made for."""
+
+    run: Callable
+    conv: bool
+    lstm: bool
+    compiled: bool
 
 
 def _batches(x, batch_size: int):
@@ -29,6 +40,8 @@ def _batches(x, batch_size: int):
 
 
 def _rows(x, selection):
+    if not isinstance(x, (dict, list, tuple)):  # one input: no walk over a structure
+        return x[selection]
     return keras.tree.map_structure(lambda a: a[selection], x)
 
 
@@ -83,25 +96,26 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
 
         if tf.distribute.has_strategy():  # Keras's predict spreads the batches over the devices
             return model.predict(x, batch_size=batch_size, verbose=0)
-    conv, lstm = has_convolutions(model), has_lstm(model)
-    compiled = backend == "torch" and fast == "on" and not lstm  # the fused LSTM runs eagerly
-    # made once per model and mode, as Keras keeps its `predict_function`
+    # made once per model and mode, as Keras keeps its `predict_function` (the layers
+    # walked once too: a model's layers are fixed once it is built)
     cache = model.__dict__.setdefault("_zoo_forward", {})
     key = "tensorflow" if backend == "tensorflow" else f"torch-{fast}"
     if key not in cache:
+        conv, lstm = has_convolutions(model), has_lstm(model)
+        compiled = backend == "torch" and fast == "on" and not lstm  # the fused LSTM: eager
         tf_backend = backend == "tensorflow"
-        cache[key] = (
-            tf_path.forward(model, conv) if tf_backend else torch_path.forward(model, compiled)
-        )
-    forward = cache[key]
-    context = contextlib.nullcontext()
+        run = tf_path.forward(model, conv) if tf_backend else torch_path.forward(model, compiled)
+        cache[key] = _Forward(run, conv, lstm, compiled)
+    forward, conv, lstm, compiled = cache[key]
+    context, on_host = contextlib.nullcontext(), _on_host
     if backend == "torch":
+        on_host = torch_path.on_host
         # host tensors sliced into batches, as the native loop slices its tensors
         x = keras.tree.map_structure(torch_path.host, x)
         context = torch_path.predicting(conv, lstm, compiled)
     outputs, rows = [], []
     with context:
         for batch, r in _batches(x, batch_size):
-            outputs.append(_on_host(forward(batch)))
+            outputs.append(on_host(forward(batch)))
             rows.append(r)
     return _joined(outputs, rows)

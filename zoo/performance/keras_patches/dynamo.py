@@ -46,6 +46,18 @@ def aten_view(target) -> bool:
     return "Tensor(a)" in schema and "Tensor(a!)" not in schema
 
 
+def aten_fresh(target) -> bool:
+    """Whether an aten op's results are all new tensors: no result aliases an input (a
+    view, an update in place), for ``torch.passes``. Private: ``OpOverload._schema``
+    (torch 2.13); public: none."""
+    import torch
+
+    if not isinstance(target, torch._ops.OpOverload):
+        return False
+    schema = target._schema
+    return not schema.is_mutable and all(r.alias_info is None for r in schema.returns)
+
+
 def fresh_code(function: Callable) -> Callable:
     """``function`` with a code object of its own: dynamo keeps its compiled code on the
     code object, which every closure made by the same ``def`` shares, so that with fewer

@@ -27,6 +27,7 @@ import keras
 
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
+from zoo.performance.torch.passes import finish
 from zoo.performance.torch.step import gather, keras_train_step
 
 
@@ -232,55 +233,6 @@ def _simplify(graph, variables: set[int]) -> None:
             node.replace_all_uses_with(folded)
             fixed[folded] = value
     finish(graph)
-
-
-def finish(graph) -> None:
-    """The last simplification of a recording (the train step's and ``predict``'s):
-    Keras's convolution bias folded in (``fuse_bias``), results nobody reads dropped
-    (updates in place are kept: FX counts them impure), the code made again."""
-    fuse_bias(graph)
-    graph.graph.eliminate_dead_code()
-    graph.recompile()
-
-
-def fuse_bias(graph) -> None:
-    """Keras's convolution then its bias ``add`` (a second pass over the activations)
-    as one ``convolution`` with the bias, as torch's own layers run it: the same sums,
-    with the bias added to each output once, at the end (bit for bit Keras's outputs on
-    this machine's oneDNN: ``tests/test_capture.py``). The pattern: ``add(permute?(
-    convolution(x, w, None, ...)), view(bias, [1, ..., C, ...]))`` with nothing else
-    reading the convolution's output."""
-    import torch
-
-    aten = torch.ops.aten
-    for add in list(graph.graph.nodes):
-        if add.op != "call_function" or add.target is not aten.add.Tensor or len(add.args) != 2:
-            continue
-        out, bias = add.args
-        permute = out if getattr(out, "target", None) is aten.permute.default else None
-        conv = permute.args[0] if permute is not None else out
-        if (
-            getattr(conv, "target", None) is not aten.convolution.default
-            or conv.args[2] is not None
-            or len(conv.users) != 1
-            or (permute is not None and len(permute.users) != 1)
-            or getattr(bias, "target", None) is not aten.view.default
-        ):
-            continue
-        vector, shape = bias.args
-        channels = conv.meta.get("val")
-        if getattr(vector, "op", None) != "get_attr" or channels is None:
-            continue
-        size = getattr(graph, vector.target).shape
-        channel_axis = list(permute.args[1]).index(1) if permute is not None else 1
-        expected = [1] * len(shape)
-        expected[channel_axis] = channels.shape[1]
-        if len(size) != 1 or size[0] != channels.shape[1] or list(shape) != expected:
-            continue
-        conv.prepend(vector)  # a get_attr, made where first read: moved before the conv
-        conv.args = (*conv.args[:2], vector, *conv.args[3:])
-        add.replace_all_uses_with(out)
-        graph.graph.erase_node(add)
 
 
 def _written(graph) -> set:

@@ -10,7 +10,8 @@ import numpy as np
 
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
-from zoo.performance.torch.capture import close, draws_random, finish, in_place
+from zoo.performance.torch.capture import close, draws_random, in_place
+from zoo.performance.torch.passes import finish
 from zoo.performance.torch.step import Compiled
 
 #: numpy dtypes whose arrays torch.from_numpy shares as they are (Keras's own conversion
@@ -29,6 +30,8 @@ def forward(model, compiled: bool) -> Callable:
     import torch
 
     def tensors(batch):
+        if isinstance(batch, torch.Tensor):  # one input: no walk over a structure
+            return keras.ops.convert_to_tensor(batch)
         return keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
 
     def eager(batch):
@@ -69,12 +72,10 @@ class Recorded:
     def __call__(self, batch):
         if self.refused is not None:
             return self.eager(batch)
-        leaves = keras.tree.flatten(batch)
-        key = (keras.tree.map_structure(lambda _: None, batch).__repr__(),
-               tuple((tuple(t.shape), str(t.dtype)) for t in leaves))  # fmt: skip
+        key = _key(batch)
         graph = self.graphs.get(key)
         if graph is not None:
-            return graph(batch)
+            return graph.forward(batch)  # the recording has no hooks: no Module.__call__
         outputs = self.eager(batch)
         self.graphs[key] = self._record(batch, outputs)
         return outputs
@@ -103,6 +104,32 @@ class Recorded:
             self.refused = "its replay computed other outputs"
             return None
         return graph
+
+
+def _key(batch) -> tuple:
+    """The recording a batch replays: its structure, and its tensors' shapes and dtypes."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):  # one input: no walk over a structure
+        return batch.shape, batch.dtype
+    leaves = keras.tree.flatten(batch)
+    return (keras.tree.map_structure(lambda _: None, batch).__repr__(),
+            tuple((t.shape, t.dtype) for t in leaves))  # fmt: skip
+
+
+def on_host(outputs):
+    """One batch's outputs as numpy arrays: a host tensor's own memory (each batch's
+    outputs are new tensors that nothing else writes), Keras's copy otherwise."""
+    import torch
+
+    def numpy(t):
+        if isinstance(t, torch.Tensor) and t.device.type == "cpu" and not t.requires_grad:
+            return t.numpy()
+        return keras.ops.convert_to_numpy(t)
+
+    if isinstance(outputs, torch.Tensor):  # one output: no walk over a structure
+        return numpy(outputs)
+    return keras.tree.map_structure(numpy, outputs)
 
 
 def host(a: np.ndarray):

@@ -1,0 +1,112 @@
+"""Rewrites of a recorded torch graph (the train step's, ``capture``, and ``predict``'s)
+that keep every result bit for bit (``tests/test_capture.py``) and run fewer passes over
+memory: what ``torch``'s own layers do where Keras's make two operations of one."""
+
+from __future__ import annotations
+
+import zoo.performance.keras_patches as keras_patches
+
+#: elementwise operations and their in-place forms, for ``reuse_temporaries``
+_IN_PLACE = {
+    "add.Tensor": "add_.Tensor",
+    "sub.Tensor": "sub_.Tensor",
+    "mul.Tensor": "mul_.Tensor",
+    "div.Tensor": "div_.Tensor",
+    "relu.default": "relu_.default",
+    "sigmoid.default": "sigmoid_.default",
+    "tanh.default": "tanh_.default",
+}
+
+
+def finish(graph) -> None:
+    """The last simplification of a recording (the train step's and ``predict``'s):
+    Keras's convolution bias folded in (``fuse_bias``), results nobody reads dropped
+    (updates in place are kept: FX counts them impure), elementwise operations written
+    into their input where nothing else reads it (``reuse_temporaries``), the code made
+    again."""
+    fuse_bias(graph)
+    graph.graph.eliminate_dead_code()
+    reuse_temporaries(graph)
+    graph.recompile()
+
+
+def fuse_bias(graph) -> None:
+    """Keras's convolution then its bias ``add`` (a second pass over the activations)
+    as one ``convolution`` with the bias, as torch's own layers run it: the same sums,
+    with the bias added to each output once, at the end (bit for bit Keras's outputs on
+    this machine's oneDNN: ``tests/test_capture.py``). The pattern: ``add(permute?(
+    convolution(x, w, None, ...)), view(bias, [1, ..., C, ...]))`` with nothing else
+    reading the convolution's output."""
+    import torch
+
+    aten = torch.ops.aten
+    for add in list(graph.graph.nodes):
+        if add.op != "call_function" or add.target is not aten.add.Tensor or len(add.args) != 2:
+            continue
+        out, bias = add.args
+        permute = out if getattr(out, "target", None) is aten.permute.default else None
+        conv = permute.args[0] if permute is not None else out
+        if (
+            getattr(conv, "target", None) is not aten.convolution.default
+            or conv.args[2] is not None
+            or len(conv.users) != 1
+            or (permute is not None and len(permute.users) != 1)
+            or getattr(bias, "target", None) is not aten.view.default
+        ):
+            continue
+        vector, shape = bias.args
+        channels = conv.meta.get("val")
+        if getattr(vector, "op", None) != "get_attr" or channels is None:
+            continue
+        size = getattr(graph, vector.target).shape
+        channel_axis = list(permute.args[1]).index(1) if permute is not None else 1
+        expected = [1] * len(shape)
+        expected[channel_axis] = channels.shape[1]
+        if len(size) != 1 or size[0] != channels.shape[1] or list(shape) != expected:
+            continue
+        conv.prepend(vector)  # a get_attr, made where first read: moved before the conv
+        conv.args = (*conv.args[:2], vector, *conv.args[3:])
+        add.replace_all_uses_with(out)
+        graph.graph.erase_node(add)
+
+
+def reuse_temporaries(graph) -> None:
+    """An elementwise operation (``_IN_PLACE``) on a temporary that nothing else reads
+    written into that temporary (``relu(add(mm(x, w), b))`` as torch's ``Linear`` then
+    ``ReLU(inplace=True)`` run it): the same kernel over the same values, without a new
+    tensor per operation (mnist_mlp's ``predict``: 8% of its time on this CPU). The
+    temporary must be the fresh result of an operation (no view of another tensor, by
+    its schema), read by this operation alone and as its first argument only, with the
+    result's shape, strides and dtype (no broadcast into it, no type promotion)."""
+    import torch
+
+    aten = torch.ops.aten
+    pairs = {}
+    for name, in_place in _IN_PLACE.items():
+        op, overload = name.split(".")
+        op_, overload_ = in_place.split(".")
+        pairs[getattr(getattr(aten, op), overload)] = getattr(getattr(aten, op_), overload_)
+    reused = set()  # rewritten here: they write into a temporary nothing else reads
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in pairs or not node.args:
+            continue
+        temporary = node.args[0]
+        if (
+            getattr(temporary, "op", None) != "call_function"
+            or not (temporary in reused or keras_patches.aten_fresh(temporary.target))
+            or len(temporary.users) != 1
+            or temporary in node.args[1:]
+            or temporary in node.kwargs.values()
+            or not _same_layout(temporary.meta.get("val"), node.meta.get("val"))
+        ):
+            continue
+        node.target = pairs[node.target]
+        reused.add(node)
+
+
+def _same_layout(a, b) -> bool:
+    import torch
+
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return False
+    return (a.shape, a.stride(), a.dtype, a.device) == (b.shape, b.stride(), b.dtype, b.device)
