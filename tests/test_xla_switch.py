@@ -51,14 +51,17 @@ if BACKEND == "tensorflow":
         monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
         monkeypatch.setattr(costs, "DEFAULT_XLA_S_PER_OP", 0.0)  # any saving pays
         monkeypatch.setattr(tf_window, "MIN_TIMED_STEPS", 16)
+        monkeypatch.setattr(tf_window, "MIN_TIMED_S", 0.0)
         switches = _switches(monkeypatch)
         plain = _run("off")
         auto = _run("auto")
         (switch,) = switches
         assert auto[1].compile_when_pays and auto[1].jit_compile is False
-        # windows of 18 full batches: the first untimed (TensorFlow optimizes the graph at
-        # its first run), the second timed, XLA from the third; its time cached after
-        assert switch.kind == "compiled" and switch.compiled_at == 36 and switch.phase == "done"
+        # windows of 18 full batches, timed in chunks within them: the graph's first 8
+        # steps untimed (TensorFlow optimizes the graph at its first run), the window's
+        # other 10 timed, then 16 of the second: 26 timed, XLA from step 34, inside the
+        # second window; its time cached after
+        assert switch.kind == "compiled" and switch.compiled_at == 34 and switch.phase == "done"
         _, entry = _entry(tmp_path)
         assert entry["compile_s"] > 0 and 0 < entry["step_s"] < 1
         assert entry["uncompiled_step_s"] > 0
@@ -82,6 +85,7 @@ if BACKEND == "tensorflow":
         monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
         monkeypatch.setattr(costs, "DEFAULT_XLA_S_PER_OP", 0.0)
         monkeypatch.setattr(tf_window, "MIN_TIMED_STEPS", 16)
+        monkeypatch.setattr(tf_window, "MIN_TIMED_S", 0.0)
         switches = _switches(monkeypatch)
         function = tf.function
 

@@ -91,21 +91,27 @@ def record(key: str | None, compile_s: float, step_s: float, uncompiled_step_s) 
 
 
 class StepTimer:
-    """A switch's step time: windows' steps and seconds added up until at least ``least``
-    steps are timed, then their mean, and it starts over."""
+    """A switch's step time: timed runs (windows, or chunks of one) added up until at
+    least ``least`` steps and ``least_s`` seconds are timed, then the step time of the
+    fastest run, and it starts over. The fastest, not the mean: a run is only ever
+    slowed by what else the machine does, and a decision (cached for the next run) must
+    not rest on a moment of it (timeit's reasoning)."""
 
     def __init__(self):
-        self.steps, self.seconds = 0, 0.0
+        self.steps, self.seconds, self.best = 0, 0.0, float("inf")
 
-    def add(self, steps: int, seconds: float, least: int) -> float | None:
-        """The mean step time once ``least`` steps are timed, else None."""
+    def add(self, steps: int, seconds: float, least: int, least_s: float = 0.0) -> float | None:
+        """The fastest run's step time once ``least`` steps and ``least_s`` seconds are
+        timed, else None."""
         self.steps += steps
         self.seconds += seconds
-        if self.steps < least:
+        if steps:
+            self.best = min(self.best, seconds / steps)
+        if self.steps < least or self.seconds < least_s:
             return None
-        mean = self.seconds / self.steps
-        self.steps, self.seconds = 0, 0.0
-        return mean
+        best = self.best
+        self.__init__()
+        return best
 
 
 @dataclass

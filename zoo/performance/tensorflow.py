@@ -19,15 +19,20 @@ import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
 from zoo.performance.feed import Batches, EpochHooks, Window, local_order
 
-#: Full batches the plain graph is timed over before XLA is decided, and XLA's after it.
+#: Full batches the plain graph is timed over before XLA is decided, and XLA's after it,
+#: in chunks of that many steps, and the seconds they must take at least (``StepTimer``)
 MIN_TIMED_STEPS = 32
+MIN_TIMED_S = 0.1
+#: Steps of the graph's first run, untimed (``_chunk``).
+FIRST_RUN_STEPS = 8
 
 
 class XlaSwitch:
     """``fast="auto"``: whether the window's loop runs as the plain graph or XLA-compiled.
 
-    The graph runs first. Once ``MIN_TIMED_STEPS`` of its steps are timed, the loop is
-    XLA-compiled from the next window on if the steps left times the time XLA saves per
+    The graph runs first, timed in chunks of a window (``_chunk``). Once
+    ``MIN_TIMED_STEPS`` of its steps and ``MIN_TIMED_S`` seconds are timed, the loop is
+    XLA-compiled from the next chunk on if the steps left times the time XLA saves per
     step exceed ``costs.MARGIN`` times XLA's compile cost: the last time's figures for
     this model (``costs``), else ``costs.DEFAULT_XLA_S_PER_OP`` per operation of the
     loop's graph and half the step saved. With both step times cached the choice is made
@@ -73,7 +78,7 @@ class XlaSwitch:
             return
         if self.phase not in ("timing", "timing-compiled"):
             return
-        step_s = self.timer.add(steps, seconds, MIN_TIMED_STEPS)
+        step_s = self.timer.add(steps, seconds, MIN_TIMED_STEPS, MIN_TIMED_S)
         if step_s is None:
             return
         if self.phase == "timing-compiled":
@@ -135,6 +140,24 @@ def _numbered_names(config):
     return renamed(config)
 
 
+def _steps(begin: int, count: int) -> tuple:
+    import tensorflow as tf
+
+    return tf.constant(begin, tf.int64), tf.constant(count, tf.int64)
+
+
+def _chunk(switch: XlaSwitch, count: int, first: bool) -> int:
+    """The steps of a window's ``count`` the switch times next: the graph's first run
+    alone (``FIRST_RUN_STEPS``: TensorFlow optimizes a graph at its first run), then
+    ``MIN_TIMED_STEPS`` at a time until it has decided, so that XLA, where it pays,
+    runs from within the first window (from step 40, where it waited for step 1,000 of
+    a 500-step window), and is timed in the same chunks after its compile. The loop's
+    steps are arguments: another count is not another trace."""
+    if first:
+        return min(count, FIRST_RUN_STEPS)
+    return min(count, MIN_TIMED_STEPS)
+
+
 def _graph_size(loop, *args) -> int:
     """Operations in the loop's graph, the functions it calls included (its trace)."""
     graph = loop.get_concrete_function(*args).graph.as_graph_def()
@@ -194,9 +217,21 @@ def _window(model, window: Window, settings):
     graph_ops = []  # the graph loop's size, traced before its first window
 
     def run_loop(begin, count):
-        args = (tf.constant(begin, tf.int64), tf.constant(count, tf.int64))
-        if switch is None or not switch.timing:
-            return loop_for(switch.xla if switch else settings.jit_compile)(*args)
+        logs = None
+        while count > 0:
+            if switch is None or not switch.timing:
+                return loop_for(switch.xla if switch else settings.jit_compile)(
+                    *_steps(begin, count)
+                )
+            n = _chunk(switch, count, first=not switch.xla and not graph_ops)
+            logs = timed_loop(begin, n)
+            begin, count = begin + n, count - n
+        return logs
+
+    def timed_loop(begin, count):
+        """``count`` steps of the loop as the switch has it now, timed for it: the switch
+        decides between chunks of the window, not only between windows."""
+        args = _steps(begin, count)
         xla, timed = switch.xla, bool(graph_ops) or switch.xla
         if not xla and not graph_ops:  # its trace and first run are not the graph's step time
             graph_ops.append(_graph_size(loop_for(False), *args))
@@ -209,7 +244,7 @@ def _window(model, window: Window, settings):
             if not xla:
                 raise
             switch.failed(e)
-            return run_loop(begin, count)
+            return timed_loop(begin, count)
         took = time.perf_counter() - start if timed else None
         switch.window_done(count, took, graph_ops[0] if graph_ops else 0)
         return logs
