@@ -32,6 +32,12 @@ def test_the_estimate_compiles_only_where_the_saving_beats_the_cost(monkeypatch)
     step = 1e-3
     pays_from = costs.MARGIN * costs.DEFAULT_COMPILE_S / (step * (1 - costs.DEFAULT_COMPILED_SHARE))
     assert guess.pays(int(pays_from) + 1, step) and not guess.pays(int(pays_from) - 1, step)
+    # from the start, what the uncompiled form costs before its first step is saved too
+    # (TensorFlow's graph trace): 1,600 x 0.5 ms + 0.5 s > 1.25 x 1 s > 1,000 x 0.5 + 0.5
+    known = dict(compile_s=1.0, step_s=0.5e-3, measured=True, uncompiled_step_s=1e-3)
+    with_setup = costs.Estimate(**known, uncompiled_setup_s=0.5)
+    assert with_setup.pays_from_start(1_600) and not with_setup.pays_from_start(1_000)
+    assert not costs.Estimate(**known).pays_from_start(1_600)
 
 
 def test_the_step_timer_gives_the_fastest_run_once_enough_is_timed():

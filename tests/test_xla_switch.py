@@ -64,7 +64,7 @@ if BACKEND == "tensorflow":
         assert switch.kind == "compiled" and switch.compiled_at == 34 and switch.phase == "done"
         _, entry = _entry(tmp_path)
         assert entry["compile_s"] > 0 and 0 < entry["step_s"] < 1
-        assert entry["uncompiled_step_s"] > 0
+        assert entry["uncompiled_step_s"] > 0 and entry["uncompiled_setup_s"] > 0
         _close_to(auto, plain)
 
         # the same run again: with both step times and a cheap compile cached, XLA from

@@ -82,12 +82,18 @@ def write(key: str, entry: dict) -> None:
                 os.unlink(tmp)
 
 
-def record(key: str | None, compile_s: float, step_s: float, uncompiled_step_s) -> None:
+def record(
+    key: str | None, compile_s: float, step_s: float, uncompiled_step_s, uncompiled_setup_s=None
+) -> None:
     """Keeps what a compile cost and gave: its seconds, the step time after it and the
-    step time before it (``key`` None: nothing to keep it under)."""
+    step time before it, and what the uncompiled form cost before its first step (a
+    compile from the start saves it; None: not measured) (``key`` None: nothing to keep
+    it under)."""
     if key is not None:
-        entry = {"compile_s": compile_s, "step_s": step_s}
-        write(key, {**entry, "uncompiled_step_s": uncompiled_step_s})
+        entry = {"compile_s": compile_s, "step_s": step_s, "uncompiled_step_s": uncompiled_step_s}
+        if uncompiled_setup_s is not None:
+            entry["uncompiled_setup_s"] = uncompiled_setup_s
+        write(key, entry)
 
 
 class StepTimer:
@@ -127,6 +133,7 @@ class Estimate:
     fails: bool = False
     measured: bool = False
     uncompiled_step_s: float | None = None
+    uncompiled_setup_s: float = 0.0
 
     @classmethod
     def of(cls, key: str | None, compile_s: float = DEFAULT_COMPILE_S) -> Estimate:
@@ -140,20 +147,29 @@ class Estimate:
         try:
             before = entry.get("uncompiled_step_s")
             before = None if before is None else float(before)
-            return cls(float(entry["compile_s"]), float(entry["step_s"]), False, True, before)
+            setup = float(entry.get("uncompiled_setup_s", 0.0))
+            return cls(
+                float(entry["compile_s"]), float(entry["step_s"]), False, True, before, setup
+            )
         except (KeyError, TypeError, ValueError):
             return cls(compile_s)
 
     def pays_from_start(self, planned_steps: int) -> bool:
         """Whether compiling before the first step pays, from the last time's figures
-        alone (both step times measured)."""
+        alone (both step times measured): what the uncompiled form costs before its
+        first step (``uncompiled_setup_s``: TensorFlow's graph trace and first run) is
+        saved too."""
         known = self.measured and self.uncompiled_step_s is not None
-        return known and self.pays(planned_steps, self.uncompiled_step_s)
+        setup = self.uncompiled_setup_s
+        return known and self.pays(planned_steps, self.uncompiled_step_s, avoided_s=setup)
 
-    def pays(self, remaining_steps: int, step_s: float, ops: int | None = None) -> bool:
+    def pays(
+        self, remaining_steps: int, step_s: float, ops: int | None = None, avoided_s: float = 0.0
+    ) -> bool:
         """Whether compiling now saves more than ``MARGIN`` times its cost over the
         ``remaining_steps``, which run at ``step_s`` seconds each uncompiled, in ``ops``
-        operations each (None: not known)."""
+        operations each (None: not known); ``avoided_s``: seconds the uncompiled form
+        would still spend that compiling avoids."""
         if self.fails or remaining_steps <= 0:
             return False
         if self.step_s is not None:
@@ -162,4 +178,4 @@ class Estimate:
             saved = step_s * DEFAULT_COMPILED_SHARE
             if ops is not None:
                 saved = min(saved, ops * DEFAULT_SAVED_PER_OP_S)
-        return remaining_steps * saved > MARGIN * self.compile_s
+        return remaining_steps * saved + avoided_s > MARGIN * self.compile_s

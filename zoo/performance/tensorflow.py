@@ -50,6 +50,7 @@ class XlaSwitch:
         self.phase = "done" if self.xla else "timing"
         self.graph_step_s = self.estimate.uncompiled_step_s
         self.timer, self.first_xla = costs.StepTimer(), (0, 0.0)
+        self.first_graph, self.graph_setup_s = (0, 0.0), None
 
     @property
     def kind(self) -> str:
@@ -65,14 +66,19 @@ class XlaSwitch:
         if self.key is not None:
             costs.write(self.key, {"fails": True, "why": check.error_summary(error)[:200]})
 
-    def window_done(self, steps: int, seconds: float | None, ops: int) -> None:
-        """After a window of ``steps`` full batches that ran in ``seconds`` (XLA's compile
-        included; None: not timed, the graph's first run, which TensorFlow optimizes
-        first); ``ops``: the graph loop's size."""
+    def first_run(self, steps: int, seconds: float) -> None:
+        """After the graph's first chunk, of ``steps`` full batches, which took ``seconds``
+        with its trace and first run (TensorFlow optimizes a graph then): not its step
+        time; what it cost beyond its steps is kept with XLA's figures."""
         self.done += steps
         self.remaining -= steps
-        if seconds is None:
-            return
+        self.first_graph = (steps, seconds)
+
+    def window_done(self, steps: int, seconds: float, ops: int) -> None:
+        """After a chunk of ``steps`` full batches that ran in ``seconds`` (XLA's compile
+        included); ``ops``: the graph loop's size."""
+        self.done += steps
+        self.remaining -= steps
         if self.phase == "compiling":  # the window that compiled
             self.first_xla, self.phase = (steps, seconds), "timing-compiled"
             return
@@ -83,10 +89,11 @@ class XlaSwitch:
             return
         if self.phase == "timing-compiled":
             compile_s = max(self.first_xla[1] - self.first_xla[0] * step_s, 0.0)
-            costs.record(self.key, compile_s, step_s, self.graph_step_s)
+            costs.record(self.key, compile_s, step_s, self.graph_step_s, self.graph_setup_s)
             self.phase = "done"
             return
         self.graph_step_s = step_s
+        self.graph_setup_s = max(self.first_graph[1] - self.first_graph[0] * step_s, 0.0)
         if not self.estimate.measured:
             self.estimate.compile_s = ops * costs.DEFAULT_XLA_S_PER_OP
         if self.remaining > 0 and self.estimate.pays(self.remaining, step_s):
@@ -232,11 +239,11 @@ def _window(model, window: Window, settings):
         """``count`` steps of the loop as the switch has it now, timed for it: the switch
         decides between chunks of the window, not only between windows."""
         args = _steps(begin, count)
-        xla, timed = switch.xla, bool(graph_ops) or switch.xla
-        if not xla and not graph_ops:  # its trace and first run are not the graph's step time
+        xla, first = switch.xla, not switch.xla and not graph_ops
+        start = time.perf_counter()
+        if first:  # its trace and first run: the graph's setup, not its step time
             graph_ops.append(_graph_size(loop_for(False), *args))
         loop = loop_for(xla)
-        start = time.perf_counter()
         try:
             logs = loop(*args)
             keras.tree.flatten(logs)[0].numpy()  # its steps done (a GPU runs them after)
@@ -245,8 +252,11 @@ def _window(model, window: Window, settings):
                 raise
             switch.failed(e)
             return timed_loop(begin, count)
-        took = time.perf_counter() - start if timed else None
-        switch.window_done(count, took, graph_ops[0] if graph_ops else 0)
+        took = time.perf_counter() - start
+        if first:
+            switch.first_run(count, took)
+        else:
+            switch.window_done(count, took, graph_ops[0] if graph_ops else 0)
         return logs
 
     def train_function(iterator):  # the window's batches come from `order`, not `iterator`
