@@ -413,3 +413,47 @@ if BACKEND == "jax":
         monkeypatch.setenv(jax_window.CACHE_SWITCH, "0")
         with jax_window.compile_cache() as folder:
             assert folder is None and jax.config.jax_compilation_cache_dir is None
+
+    def test_jax_builds_the_optimizer_and_metrics_without_compiling_their_zeros():
+        """``keras_patches.build_for_training`` on JAX: the optimizer's slots and the
+        metrics' totals made as host zeros put on the device (no XLA program per shape),
+        the values, dtypes and devices of Keras's own build; Keras's ``zeros`` back after."""
+        from keras.src.backend.jax import numpy as jax_numpy
+
+        from zoo.performance import keras_patches
+
+        zeros = jax_numpy.zeros
+
+        def built(ours):  # shapes no other test compiles zeros of in this process
+            keras.utils.set_random_seed(0)
+            inputs = keras.Input((23,))
+            model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Dense(37)(inputs)))
+            model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
+            batch = (np.zeros((16, 23), "float32"), np.zeros((16,), "int32"))
+            compiles = []
+
+            def listen(event, duration, **kwargs):
+                if event == "/jax/core/compile/backend_compile_duration":
+                    compiles.append(event)
+
+            jax.monitoring.register_event_duration_secs_listener(listen)
+            try:
+                if ours:
+                    assert keras_patches.build_for_training(model, batch)
+                else:
+                    model._symbolic_build(data_batch=batch)
+            finally:
+                jax.monitoring.unregister_event_duration_listener(listen)
+            variables = list(model.optimizer.variables)
+            for metric in model.metrics:
+                variables += metric.variables
+            return [v.value for v in variables], compiles
+
+        mine, my_compiles = built(ours=True)
+        kerass, _ = built(ours=False)
+        assert jax_numpy.zeros is zeros
+        assert my_compiles == []
+        assert len(mine) == len(kerass) > 4
+        for a, b in zip(mine, kerass, strict=True):
+            assert a.dtype == b.dtype and a.devices() == b.devices()
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
