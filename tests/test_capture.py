@@ -279,6 +279,31 @@ if BACKEND == "torch":
         for a, b in zip(args, before, strict=True):
             assert torch.equal(a, b)  # the inputs untouched
 
+    def test_the_recording_keeps_light_metadata_and_the_same_code():
+        """``keras_patches.light_metadata``: each recorded value described by a ``meta``
+        tensor of its shape, strides and dtype; the same code as ``make_fx``'s own
+        recording; ``make_fx``'s function back after."""
+        from torch.fx.experimental import proxy_tensor
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        def step(x, w):
+            return torch.relu(x @ w).t().sum(0)
+
+        args = (torch.randn(4, 3), torch.randn(3, 5))
+        kept = proxy_tensor.extract_val
+        with keras_patches.light_metadata():
+            light = make_fx(step)(*args)
+        assert proxy_tensor.extract_val is kept
+        plain = make_fx(step)(*args)
+        assert light.code == plain.code
+        for a, b in zip(light.graph.nodes, plain.graph.nodes, strict=True):
+            if isinstance(b.meta.get("val"), torch.Tensor):
+                val = a.meta["val"]
+                assert val.device.type == "meta"
+                assert (val.shape, val.stride(), val.dtype) == (
+                    b.meta["val"].shape, b.meta["val"].stride(), b.meta["val"].dtype
+                )  # fmt: skip
+
     def test_freezing_a_layer_mid_run_records_the_step_again():
         orders = _orders(96, 16, 6)
         plain, _, _ = _train("mnist_mlp", 96, 16, orders, False, freeze_at=4)

@@ -19,7 +19,7 @@ from zoo.performance.keras_patches.dynamo import (
     aten_view,
     autograd_traced,
     fresh_code,
-    one_fake_mode,
+    light_metadata,
     tensor_guards_only,
 )
 from zoo.performance.keras_patches.torch_backend import (
@@ -46,7 +46,7 @@ __all__ = [
     "channels_last_torch_inputs",
     "fresh_code",
     "fused_torch_lstm",
-    "one_fake_mode",
+    "light_metadata",
     "patched",
     "same_parameters",
     "set_train_function",

@@ -126,7 +126,7 @@ class CapturedStep:
         why, kept = None, False
         try:
             try:
-                with keras_patches.one_fake_mode():
+                with keras_patches.light_metadata():
                     graph = make_fx(one_step)(idx)
                 why = replayable(graph.graph)
             except Exception as e:  # make_fx raises many types; the eager step re-raises

@@ -84,7 +84,7 @@ class Recorded:
         from torch.fx.experimental.proxy_tensor import make_fx
 
         try:
-            with keras_patches.one_fake_mode():
+            with keras_patches.light_metadata():
                 graph = make_fx(self.eager)(batch)
         except Exception as e:  # make_fx raises many types; the eager pass goes on
             self.refused = f"recording failed: {check.error_summary(e)[:200]}"
