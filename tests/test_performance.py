@@ -453,6 +453,19 @@ if BACKEND == "torch":
         for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         assert not performance.settings_for("on", 5, 1, zoo.create("mnist_mlp")).fused_lstm
+        # Keras's shape pass (meta tensors): the kernel's shapes, without running it
+        fused, act = performance.fused_torch_lstm(keras_lstm), keras.activations
+        for sequences in (False, True):
+            shapes = []
+            for device in ("cpu", "meta"):  # Keras's shape pass runs in a "meta" scope
+                calls.clear()
+                with keras.device(device):
+                    x, state = torch.zeros(4, 7, 3, device=device), torch.zeros(4, 5, device=device)
+                    weights = [torch.zeros(s, device=device) for s in ((3, 20), (5, 20), (20,))]
+                    out = fused(x, state, state, None, *weights, act.tanh, act.sigmoid, sequences)
+                shapes.append([(t.shape, t.dtype) for t in keras.tree.flatten(out)])
+                assert len(calls) == (device == "cpu")
+            assert shapes[0] == shapes[1]
 
     def test_channels_last_inputs_give_kerass_outputs_and_gradients(monkeypatch):
         """``channels_last_torch_inputs``: Keras's torch convolutions, transposed

@@ -23,7 +23,9 @@ def fused_torch_lstm(keras_lstm: Callable) -> Callable:
     only). The math is Keras's LSTM (gates i, f, c, o, Keras's one bias as torch's input
     bias); what the kernel does not cover goes to Keras's own: a mask, ``unroll``,
     time-major inputs, no bias, other activations, and tracing under ``torch.compile``.
-    Written here because Keras has no switch for it."""
+    In Keras's shape pass (``compute_output_spec``, on the ``meta`` device) it gives the
+    outputs' shapes without running the kernel. Written here because Keras has no switch
+    for it."""
     import torch
 
     def lstm(
@@ -73,11 +75,18 @@ def fused_torch_lstm(keras_lstm: Callable) -> Callable:
             bias,
             torch.zeros_like(bias),
         ]
-        # (input, (h0, c0), params, has_biases, num_layers, dropout, train, bidirectional,
-        # batch_first): the call torch.nn.LSTM makes
-        outputs, h, c = torch.lstm(
-            inputs, state, params, True, 1, 0.0, torch.is_grad_enabled(), False, True
-        )
+        if inputs.device.type == "meta":  # Keras's shape pass (compute_output_spec): the
+            # shapes alone; torch's meta LSTM runs its decomposition step by step (0.28 s
+            # of ticket_router's fit on this CPU)
+            units = recurrent_kernel.shape[0]
+            outputs = inputs.new_empty((*inputs.shape[:2], units))
+            h = c = inputs.new_empty((1, inputs.shape[0], units))
+        else:
+            # (input, (h0, c0), params, has_biases, num_layers, dropout, train,
+            # bidirectional, batch_first): the call torch.nn.LSTM makes
+            outputs, h, c = torch.lstm(
+                inputs, state, params, True, 1, 0.0, torch.is_grad_enabled(), False, True
+            )
         last = outputs[:, -1]
         return last, outputs if return_sequences else last.unsqueeze(1), [h[0], c[0]]
 
