@@ -158,8 +158,9 @@ if BACKEND == "torch":
         plain, _, plain_logs = _train(model_name, n, batch, orders, captured=False)
         replayed, step, logs = _train(model_name, n, batch, orders, captured=True)
         assert step.kind == kind, step.refused
+        assert "def run(x)" in step.replay.source  # torch.direct's code, not FX's forward
         if model_name in ("conv_autoencoder", "toy_resnet"):  # Keras's bias add folded in
-            nodes = step.replay.__self__.graph.nodes
+            nodes = step.graph.graph.nodes
             convs = [n for n in nodes if n.target is torch.ops.aten.convolution.default]
             assert any(n.args[2] is not None for n in convs)
         assert plain.keys() == replayed.keys()
@@ -278,6 +279,29 @@ if BACKEND == "torch":
             assert torch.equal(got, expected)
         for a, b in zip(args, before, strict=True):
             assert torch.equal(a, b)  # the inputs untouched
+
+    def test_the_direct_code_computes_what_fxs_forward_computes():
+        """``torch.direct``: keyword arguments, lists of tensors, operations with several
+        results, constants of every kind (a float infinity, dtypes), updates in place;
+        intermediates let go after their last use; FX's forward where there are trees."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        from zoo.performance.torch.direct import direct
+
+        def step(x):
+            low, high = torch.split(x.to(torch.float64), 2)
+            parts = torch.cat([low.clamp(max=float("inf")), high * 0.5], dim=0)
+            total = torch.zeros(3, dtype=torch.float64)
+            total.add_(parts.sum(0))
+            return torch.nn.functional.softmax(total, dim=-1).to(torch.float32)
+
+        x = torch.randn(4, 3)
+        graph = make_fx(step)(x)
+        run = direct(graph, x)
+        assert run is not None and "del " in run.source
+        assert torch.equal(run(x), graph(x)) and torch.equal(run(x), step(x))
+        one = make_fx(lambda d: d["a"] * 2)({"a": x})
+        assert direct(one, {"a": x}) is None  # a tree of inputs, even of one: FX's forward
 
     def test_the_recording_keeps_light_metadata_and_the_same_code():
         """``keras_patches.light_metadata``: each recorded value described by a ``meta``

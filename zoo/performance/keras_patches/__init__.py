@@ -16,6 +16,7 @@ version drops which patch.
 
 from zoo.performance.keras_patches.dynamo import (
     aten_fresh,
+    aten_function,
     aten_view,
     autograd_traced,
     fresh_code,
@@ -40,6 +41,7 @@ from zoo.performance.keras_patches.trainer import (
 __all__ = [
     "TORCH_UNROLL_MAX_STEPS",
     "aten_fresh",
+    "aten_function",
     "aten_view",
     "autograd_traced",
     "build_for_training",

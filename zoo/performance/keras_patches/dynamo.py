@@ -58,6 +58,15 @@ def aten_fresh(target) -> bool:
     return not schema.is_mutable and all(r.alias_info is None for r in schema.returns)
 
 
+def aten_function(target) -> Callable:
+    """The C++ function an aten operation (``OpOverload``) calls, for calling it without
+    ``OpOverload.__call__`` (``torch.direct``); any other callable as it is. Private:
+    ``OpOverload._op`` (torch 2.13); public replacement: none."""
+    import torch
+
+    return target._op if isinstance(target, torch._ops.OpOverload) else target
+
+
 def fresh_code(function: Callable) -> Callable:
     """``function`` with a code object of its own: dynamo keeps its compiled code on the
     code object, which every closure made by the same ``def`` shares, so that with fewer

@@ -27,6 +27,7 @@ import keras
 
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
+from zoo.performance.torch.direct import direct
 from zoo.performance.torch.passes import finish
 from zoo.performance.torch.step import gather, keras_train_step
 
@@ -74,6 +75,7 @@ class CapturedStep:
     def __init__(self, model, tensors, batch_size: int):
         self.model, self.tensors, self.batch_size = model, tensors, batch_size
         self.kind, self.refused, self.replay, self.key = "waiting", None, None, None
+        self.graph = None  # the recording (its ``forward`` is what ``torch.compile`` gets)
         self.ops = None  # the recording's operations
         self._eager_calls = 0
         self.overhead_s = 0.0  # seconds of eager first steps and recording, for ``Switch``
@@ -88,6 +90,7 @@ class CapturedStep:
         if self.kind != "captured" or self._trained == _ids(self.model.trainable_weights):
             return False
         self.kind, self.replay, self.key, self._eager_calls = "waiting", None, None, 0
+        self.graph = None
         return True
 
     def eager(self, idx):
@@ -135,7 +138,7 @@ class CapturedStep:
             put(state, before)
             set_rng_state(rng)
             if why is None:
-                replay = _replay(graph, state)
+                replay = _replay(graph, state, idx)
                 try:  # the replay must compute what the recording did, or it is not used
                     replay(idx)
                     same = all(close(v.value, r) for v, r in zip(state, recorded, strict=True))
@@ -151,6 +154,7 @@ class CapturedStep:
             self._refuse(why)
             return self.eager(idx)
         self.replay, self.kind, self.key = replay, "captured", _key(graph, idx)
+        self.graph = graph
         self.ops = sum(n.op == "call_function" for n in graph.graph.nodes)
         self._trained = _ids(self.model.trainable_weights)
         return None
@@ -190,7 +194,7 @@ def _key(graph, idx) -> str:
     return "torch-captured:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _replay(graph, state):
+def _replay(graph, state, idx):
     """The recording's code, with every tensor it holds (the variables) as a detached
     alias: the backward is in the recording, so autograd has nothing to do, and the
     updates in place are allowed with grad mode on (torch's CPU LSTM kernel keeps what
@@ -199,7 +203,7 @@ def _replay(graph, state):
         delattr(graph, name)
         setattr(graph, name, tensor.detach())
     _simplify(graph, {v.value.data_ptr() for v in state})
-    return graph.forward
+    return direct(graph, idx) or graph.forward
 
 
 def _simplify(graph, variables: set[int]) -> None:

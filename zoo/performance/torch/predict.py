@@ -11,6 +11,7 @@ import numpy as np
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
 from zoo.performance.torch.capture import close, draws_random, in_place
+from zoo.performance.torch.direct import direct
 from zoo.performance.torch.passes import finish
 from zoo.performance.torch.step import Compiled
 
@@ -73,9 +74,9 @@ class Recorded:
         if self.refused is not None:
             return self.eager(batch)
         key = _key(batch)
-        graph = self.graphs.get(key)
-        if graph is not None:
-            return graph.forward(batch)  # the recording has no hooks: no Module.__call__
+        run = self.graphs.get(key)
+        if run is not None:
+            return run(batch)
         outputs = self.eager(batch)
         self.graphs[key] = self._record(batch, outputs)
         return outputs
@@ -94,8 +95,11 @@ class Recorded:
             self.refused = "it changes state or draws random numbers"
             return None
         finish(graph)
+        run = (
+            direct(graph, batch) or graph.forward
+        )  # no Module.__call__: the recording has no hooks
         try:
-            replayed = keras.tree.flatten(graph(batch))
+            replayed = keras.tree.flatten(run(batch))
         except Exception as e:
             self.refused = f"its replay failed: {check.error_summary(e)[:200]}"
             return None
@@ -103,7 +107,7 @@ class Recorded:
         if not all(close(a, b) for a, b in zip(replayed, expected, strict=True)):
             self.refused = "its replay computed other outputs"
             return None
-        return graph
+        return run
 
 
 def _key(batch) -> tuple:

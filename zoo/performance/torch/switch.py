@@ -69,7 +69,7 @@ class Switch:
         self.replay_step_s = step_s
         self.estimate = costs.Estimate.of(self.captured.key)
         if self.remaining > 0 and self.estimate.pays(self.remaining, step_s, self.captured.ops):
-            self.compiled, self.compiled_at = _compile(self.captured.replay), self.done
+            self.compiled, self.compiled_at = _compile(self.captured.graph.forward), self.done
             self.phase = "compiling"
         else:
             self.phase = "done"
