@@ -130,6 +130,8 @@ PROBE = "precision_probe"  # the worker that runs the probe of one model
 E2E = "end_to_end"  # the worker of one end-to-end run: "end_to_end:<form>:<steps>"
 E2E_STEPS = (500, 5000, 50000)
 E2E_WINDOW = 500  # batches of data an end-to-end run cycles over (divides every size)
+FIRST_KEYS = ("first_step_s", "predict_samples_s")
+FIRST = "first"  # the end-to-end worker of a one-step fit and predict: "end_to_end:<form>:first"
 CHECK_STEPS = 10  # steps of the equivalence check
 CHECK_RTOL = 1e-3  # relative tolerance of the equivalence check (float32, 10 steps)
 
@@ -595,6 +597,33 @@ def _end_to_end(form: str, model_name: str, steps: int, args, backend) -> tuple[
     return time.perf_counter() - start, "-"
 
 
+def _first_step_and_predict(form: str, model_name: str, args, backend) -> dict:
+    """A new user's first impressions, in a fresh process: the seconds of a one-step
+    fit (zoo: the defaults; native: making the trainer and one step), compiling
+    included, then ``predict`` throughput (samples/s, the median of ``args.windows``
+    after one untimed; zoo: ``zoo.predict`` with the defaults)."""
+    import importlib
+
+    from benchmarks.common import batch_order, keras_weights
+
+    x, y = _take(_data(model_name, args.batch_size), args.batch_size)
+    model = _zoo_model(model_name)
+    if form == "zoo":
+        from zoo.training import fit
+
+        start = time.perf_counter()
+        fit(model, x, y, batch_size=args.batch_size, epochs=1, verbose=0)
+        took, predicting = time.perf_counter() - start, model
+    else:
+        native = importlib.import_module(f"benchmarks.native_{_FRAMEWORK[backend]}")
+        start = time.perf_counter()
+        predicting = native.Trainer(model_name, keras_weights(model), x, y)
+        predicting.train(batch_order(args.batch_size, args.batch_size, 1, seed=1))
+        took = time.perf_counter() - start
+    rates = _inference("zoo_auto" if form == "zoo" else "native", predicting, model_name, args)
+    return {"first_step_s": took, "predict_samples_s": statistics.median(rates)}
+
+
 def _watch_switches(backend) -> list:
     """The switches made from now on (what ``fast="auto"`` decided): torch's ``Switch``,
     TensorFlow's ``XlaSwitch``; none on JAX."""
@@ -636,6 +665,8 @@ def worker(args) -> dict:
     result = {"model": model_name, "impl": impl, "backend": backend}
     if impl.startswith(f"{E2E}:"):
         _, form, steps = impl.split(":")
+        if steps == FIRST:
+            return {**result, **_first_step_and_predict(form, model_name, args, backend)}
         seconds, path = _end_to_end(form, model_name, int(steps), args, backend)
         return {**result, "seconds": seconds, "path": path}
     if args.precision != "default":
@@ -840,7 +871,7 @@ def run_end_to_end(args, backend) -> dict:
     # the compile costs on torch and TensorFlow, JAX's compiled programs)
     forms = ["zoo", "zoo_again", "native"] + (["native_compiled"] if backend == "torch" else [])
     cache = _cost_cache_note()  # before the runs, which add to it
-    rows = []
+    rows, firsts = [], []
     for model_name in args.models:
         last: dict[str, tuple[int, float]] = {}
         for steps in sorted(args.e2e_steps):
@@ -863,6 +894,12 @@ def run_end_to_end(args, backend) -> dict:
                     row["path" if form == "zoo" else "path_again"] = one["path"]
                 last[form] = (steps, one["seconds"])
             rows.append(row)
+        first = {"model": model_name}  # a new user's first step and predict, each form fresh
+        for form in ("zoo", "native"):
+            one = _run_worker(args, backend, model_name, f"{E2E}:{form}:{FIRST}", 0,
+                              timeout=args.e2e_budget)  # fmt: skip
+            first[form] = None if one is None else {k: one[k] for k in FIRST_KEYS}
+        firsts.append(first)
     return {
         "backend": backend,
         "date": date.today().isoformat(),
@@ -871,6 +908,7 @@ def run_end_to_end(args, backend) -> dict:
         "batch_size": args.batch_size,
         "cost_cache": cache,
         "end_to_end": rows,
+        "first_step": firsts,
     }
 
 
@@ -928,6 +966,32 @@ def end_to_end_markdown(report) -> str:
             f"{cell('native_compiled')} | {ratio('zoo')} | {row.get('path', '-')} | "
             f"{cell('zoo_again')} | {ratio('zoo_again')} | {row.get('path_again', '-')} |"
         )
+    if report.get("first_step"):
+        lines += [
+            "",
+            "A new user's first step and predict, with the defaults, each in a fresh process: "
+            "the seconds of a one-step fit (native: making the trainer and one step), "
+            "compiling included; then predict samples/s (batch 256; zoo: `zoo.predict`).",
+            "",
+            "| model | first step, zoo (s) | first step, native (s) | predict, zoo (samples/s) "
+            "| predict, native (samples/s) | zoo / native predict |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for first in report["first_step"]:
+            zoo_, native = first.get("zoo"), first.get("native")
+
+            def value(one, key, form):
+                return "not run" if one is None else form.format(one[key])
+
+            ratio = "-"
+            if zoo_ is not None and native is not None:
+                ratio = f"**{zoo_['predict_samples_s'] / native['predict_samples_s']:.2f}x**"
+            lines.append(
+                f"| `{first['model']}` | {value(zoo_, 'first_step_s', '{:,.2f}')} | "
+                f"{value(native, 'first_step_s', '{:,.2f}')} | "
+                f"{value(zoo_, 'predict_samples_s', '{:,.0f}')} | "
+                f"{value(native, 'predict_samples_s', '{:,.0f}')} | {ratio} |"
+            )
     return "\n".join(lines) + "\n"
 
 

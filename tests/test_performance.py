@@ -865,6 +865,9 @@ def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypat
 
     def worker(args, backend, model_name, impl, round_, timeout=None):
         _, form, steps = impl.split(":")
+        if steps == bench.FIRST:  # a one-step fit, then predict
+            calls.append((form, steps))
+            return {"first_step_s": {"zoo": 1.5, "native": 0.5}[form], "predict_samples_s": 900}
         calls.append((form, int(steps)))
         # as the real worker reports it
         path = {"zoo": "replayed", "zoo_again": "compiled from step 0"}.get(form, "-")
@@ -883,6 +886,8 @@ def test_the_end_to_end_benchmark_skips_what_would_run_past_its_budget(monkeypat
     again = "| 1.00 | **5.00x** | compiled from step 0 |"
     assert "| `mnist_mlp` | 500 | 2.00 | 40.00 | 5.00 | **2.50x** | replayed " + again in text
     assert "| `mnist_mlp` | 5,000 | 20.00 | not run: about 400 s | 50.00 | **2.50x** |" in text
+    assert calls[-2:] == [("zoo", "first"), ("native", "first")]  # one each, fresh
+    assert "| `mnist_mlp` | 1.50 | 0.50 | 900 | 900 | **1.00x** |" in text
 
 
 def test_the_paired_side_by_side_ratio_is_the_median_of_window_ratios():
