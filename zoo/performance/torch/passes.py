@@ -75,9 +75,10 @@ def reuse_temporaries(graph) -> None:
     written into that temporary (``relu(add(mm(x, w), b))`` as torch's ``Linear`` then
     ``ReLU(inplace=True)`` run it): the same kernel over the same values, without a new
     tensor per operation (mnist_mlp's ``predict``: 8% of its time on this CPU). The
-    temporary must be the fresh result of an operation (no view of another tensor, by
-    its schema), read by this operation alone and as its first argument only, with the
-    result's shape, strides and dtype (no broadcast into it, no type promotion)."""
+    temporary must be the fresh result of an operation (by its schema), or a view of
+    one, each read by one operation alone, the temporary as this one's first argument
+    only, with the result's shape, strides and dtype (no broadcast into it, no type
+    promotion)."""
     import torch
 
     aten = torch.ops.aten
@@ -87,14 +88,23 @@ def reuse_temporaries(graph) -> None:
         op_, overload_ = in_place.split(".")
         pairs[getattr(getattr(aten, op), overload)] = getattr(getattr(aten, op_), overload_)
     reused = set()  # rewritten here: they write into a temporary nothing else reads
+
+    def owned(node) -> bool:
+        """Read by one operation alone, and a tensor of its own: a fresh result, one
+        this pass writes into, or a view of one of those that nothing else reads (the
+        channels-last permutes around Keras's convolutions)."""
+        if getattr(node, "op", None) != "call_function" or len(node.users) != 1:
+            return False
+        if node in reused or keras_patches.aten_fresh(node.target):
+            return True
+        return keras_patches.aten_view(node.target) and bool(node.args) and owned(node.args[0])
+
     for node in graph.graph.nodes:
         if node.op != "call_function" or node.target not in pairs or not node.args:
             continue
         temporary = node.args[0]
         if (
-            getattr(temporary, "op", None) != "call_function"
-            or not (temporary in reused or keras_patches.aten_fresh(temporary.target))
-            or len(temporary.users) != 1
+            not owned(temporary)
             or temporary in node.args[1:]
             or temporary in node.kwargs.values()
             or not _same_layout(temporary.meta.get("val"), node.meta.get("val"))
