@@ -85,10 +85,15 @@ def _host_zeros() -> Iterator[None]:
 
     def host_zeros(shape, dtype=None):
         import jax
+        import jax.numpy as jnp
         import numpy as np
 
-        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        return jax.device_put(np.zeros(shape, dtype))
+        try:  # JAX's dtypes as numpy's (bfloat16 included)
+            dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+            host = np.zeros(shape, jnp.dtype(dtype))
+        except (TypeError, ValueError):  # a dtype numpy cannot hold: Keras's own
+            return zeros(shape, dtype)
+        return jax.device_put(host)
 
     jax_numpy.zeros = host_zeros
     try:
