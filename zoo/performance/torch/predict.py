@@ -95,9 +95,8 @@ class Recorded:
             self.refused = "it changes state or draws random numbers"
             return None
         finish(graph)
-        run = (
-            direct(graph, batch) or graph.forward
-        )  # no Module.__call__: the recording has no hooks
+        # no Module.__call__ (the recording has no hooks); aten's functions called directly
+        run = direct(graph, batch) or graph.forward
         try:
             replayed = keras.tree.flatten(run(batch))
         except Exception as e:
