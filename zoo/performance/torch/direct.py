@@ -54,6 +54,8 @@ def direct(graph, example) -> Callable | None:
             return "(" + "".join(code(x) + ", " for x in a) + ")"
         if a is None or type(a) in (bool, int):
             return repr(a)
+        if isinstance(a, dict):  # no aten operation takes one: not written (FX's forward)
+            raise TypeError("a dict argument")
         return constant(a)  # floats (inf, nan), dtypes, devices, memory formats
 
     last_use = {}
@@ -71,8 +73,11 @@ def direct(graph, example) -> Callable | None:
             names[node] = constant(value)
         elif node.op == "call_function":
             names[node] = f"v{i}"
-            call = [code(a) for a in node.args]
-            call += [f"{k}={code(v)}" for k, v in node.kwargs.items()]
+            try:
+                call = [code(a) for a in node.args]
+                call += [f"{k}={code(v)}" for k, v in node.kwargs.items()]
+            except TypeError:
+                return None
             function = constant(keras_patches.aten_function(node.target))
             body.append(f"v{i} = {function}({', '.join(call)})")
         else:  # the output
