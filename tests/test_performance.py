@@ -220,6 +220,21 @@ def test_train_records_its_speed_settings_and_keeps_the_compile_config(tmp_path)
     assert model.steps_per_execution == 1  # the recipe's compile, not the speed settings
 
 
+def test_predict_of_a_bfloat16_model_gives_kerass_predictions():
+    """zoo.predict where the outputs are bfloat16 (a mixed-precision model, the GPU
+    check's precision probe): Keras's dtype and values (torch's tensors of it have no
+    numpy view)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    outputs = keras.layers.Dense(3, dtype="mixed_bfloat16")(inputs)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).random((10, 5), dtype=np.float32)
+    expected = model.predict(x, batch_size=4, verbose=0)
+    got = zoo.predict(model, x, batch_size=4)
+    assert got.dtype == expected.dtype and str(got.dtype) == "bfloat16"
+    np.testing.assert_array_equal(got.astype("float32"), expected.astype("float32"))
+
+
 @pytest.mark.parametrize(
     "model_name, fast",
     [

@@ -126,8 +126,14 @@ def on_host(outputs):
     import torch
 
     def numpy(t):
-        if isinstance(t, torch.Tensor) and t.device.type == "cpu" and not t.requires_grad:
-            return t.numpy()
+        if (
+            isinstance(t, torch.Tensor)
+            and t.device.type == "cpu"
+            and not t.requires_grad
+            and t.dtype is not torch.bfloat16  # numpy has none: Keras's own (ml_dtypes)
+        ):
+            with contextlib.suppress(TypeError):  # another dtype numpy cannot share
+                return t.numpy()
         return keras.ops.convert_to_numpy(t)
 
     if isinstance(outputs, torch.Tensor):  # one output: no walk over a structure
