@@ -341,6 +341,20 @@ if BACKEND == "torch":
         for name in plain:
             _same(replayed[name], plain[name], name)
 
+    def test_the_switch_times_only_the_replayed_steps(monkeypatch, tmp_path):
+        """A window's eager and recording steps are left out of the replay's step time,
+        their seconds and their count: with the fastest window taken, counting them
+        would make the replay look faster than it is."""
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+
+        class Recorded:  # a CapturedStep after its first window: one eager step, one recording
+            kind, key, ops, overhead_steps, overhead_s = "captured", None, 10, 2, 0.5
+
+        switch = torch_switch.Switch(Recorded(), planned_steps=40)
+        switch.window_done(34, 0.5 + 32 * 1e-3)  # 32 replayed steps of 1 ms
+        assert switch.replay_step_s == pytest.approx(1e-3)
+        assert Recorded.overhead_steps == 2 and switch.captured.overhead_steps == 0
+
     def _switches(monkeypatch):
         return instances_made(monkeypatch, torch_switch.Switch)
 

@@ -75,9 +75,10 @@ def _window(model, window: Window):
     feed, bs = window.feed, window.feed.batch_size
     arrays = keras.tree.map_structure(jnp.asarray, (feed.x, feed.y))
     # what Keras's fit would build before the first step (the optimizer's slots, the
-    # metrics), built here with its zeros copied from the host, not compiled per shape
-    first = keras.tree.map_structure(lambda a: a[:bs], (feed.x, feed.y))  # host arrays: no
-    keras_patches.build_for_training(model, first)  # compile to slice them
+    # metrics), built here with its zeros copied from the host, not compiled per shape;
+    # from the host arrays' first batch (slicing the device arrays would compile)
+    first = keras.tree.map_structure(lambda a: a[:bs], (feed.x, feed.y))
+    keras_patches.build_for_training(model, first)
 
     def batch(arrays, order, first, n):
         idx = jax.lax.dynamic_slice_in_dim(order, first, n)

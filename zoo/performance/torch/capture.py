@@ -78,7 +78,8 @@ class CapturedStep:
         self.graph = None  # the recording (its ``forward`` is what ``torch.compile`` gets)
         self.ops = None  # the recording's operations
         self._eager_calls = 0
-        self.overhead_s = 0.0  # seconds of eager first steps and recording, for ``Switch``
+        # the steps that ran eagerly or recorded (not replayed) and their seconds, for ``Switch``
+        self.overhead_steps, self.overhead_s = 0, 0.0
         self._trained = None  # the trainable variables the recording updates
         if type(model).train_step is not keras.Model.train_step:
             self._refuse("the model has its own train_step")
@@ -109,6 +110,7 @@ class CapturedStep:
                 return self.eager(idx)
             return self._record_then_run(idx)
         finally:
+            self.overhead_steps += 1
             self.overhead_s += time.perf_counter() - start
 
     def state(self) -> list:

@@ -32,7 +32,7 @@ class Switch:
         self.phase, self.compiled, self.compiled_at, self.estimate = "timing", None, None, None
         self.done, self.timer = 0, costs.StepTimer()
         self.replay_step_s = self.compile_s = None
-        self._overhead_s = 0.0
+        self._overhead_steps, self._overhead_s = 0, 0.0
 
     @property
     def kind(self) -> str:
@@ -55,11 +55,18 @@ class Switch:
     def window_done(self, steps: int, seconds: float) -> None:
         self.done += steps
         self.remaining -= steps
-        overhead = self.captured.overhead_s + self._overhead_s  # recording, compiling, checks
+        # the steps that were not replayed or run compiled (recording, compiling, checks,
+        # eager steps) are left out, both their seconds and their count: the step time is
+        # the fastest window's (``StepTimer``), which a count with them would bias low
+        overhead = self.captured.overhead_s + self._overhead_s
+        untimed = self.captured.overhead_steps + self._overhead_steps
         self.captured.overhead_s = self._overhead_s = 0.0
+        self.captured.overhead_steps = self._overhead_steps = 0
         if self.phase not in ("timing", "timing-compiled") or self.captured.kind != "captured":
             return
-        step_s = self.timer.add(steps, max(seconds - overhead, 0.0), MIN_TIMED_STEPS)
+        if steps - untimed <= 0:
+            return
+        step_s = self.timer.add(steps - untimed, max(seconds - overhead, 0.0), MIN_TIMED_STEPS)
         if step_s is None:
             return
         if self.phase == "timing-compiled":
@@ -98,6 +105,7 @@ class Switch:
             why = check.error_summary(e)[:200]
         same = why is None
         self.compile_s = time.perf_counter() - start
+        self._overhead_steps += 1
         self._overhead_s += time.perf_counter() - checked
         self.phase = "timing-compiled"
         if not same:
