@@ -232,7 +232,12 @@ def test_predict_of_a_bfloat16_model_gives_kerass_predictions():
     expected = model.predict(x, batch_size=4, verbose=0)
     got = zoo.predict(model, x, batch_size=4)
     assert got.dtype == expected.dtype and str(got.dtype) == "bfloat16"
-    np.testing.assert_array_equal(got.astype("float32"), expected.astype("float32"))
+    from zoo.precision import accelerator_present
+
+    # the same kernels on the CPU; a GPU may sum in another order per call, which can
+    # round to the next bfloat16 (one step: 2**-7 relative)
+    rtol = 2**-7 if accelerator_present() else 0.0
+    np.testing.assert_allclose(got.astype("float32"), expected.astype("float32"), rtol=rtol)
 
 
 @pytest.mark.parametrize(
