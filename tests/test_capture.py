@@ -158,7 +158,7 @@ if BACKEND == "torch":
         plain, _, plain_logs = _train(model_name, n, batch, orders, captured=False)
         replayed, step, logs = _train(model_name, n, batch, orders, captured=True)
         assert step.kind == kind, step.refused
-        assert "def run(x)" in step.replay.source  # torch.direct's code, not FX's forward
+        assert "def run(x0)" in step.replay.source  # torch.direct's code, not FX's forward
         if model_name in ("conv_autoencoder", "toy_resnet"):  # Keras's bias add folded in
             nodes = step.graph.graph.nodes
             convs = [n for n in nodes if n.target is torch.ops.aten.convolution.default]

@@ -116,6 +116,7 @@ def test_settings_per_backend():
         assert not auto_long.torch_compile and auto_long.compile_when_pays
         assert auto_long.planned_steps == 20480 and auto_short.compile_when_pays
         assert on.pipeline == "torch"
+        assert on.held_heap and auto_short.held_heap and not off.held_heap  # heap.held
         # torch's window takes its batches from Keras's iterator: it divides the epoch
         # (a shorter last window made Keras warn that the input ran out of data)
         for steps in (18, 1000, 23, 938):
@@ -220,6 +221,54 @@ def test_train_records_its_speed_settings_and_keeps_the_compile_config(tmp_path)
     assert model.steps_per_execution == 1  # the recipe's compile, not the speed settings
 
 
+def test_the_held_heap_keeps_freed_memory_for_the_next_allocation():
+    """heap.held: glibc keeps the memory of freed blocks at its heap's top for the next
+    allocation, where by its own rule it gives it back and the next allocation touches
+    every page again (what a torch step's tensors do: 6,000 page faults a step for
+    conv_autoencoder); after the block, glibc's thresholds are its dynamic rule's largest.
+    Each in a fresh process (malloc's settings are the process's)."""
+    script = """
+import contextlib, ctypes, resource, sys
+from zoo.performance import heap
+libc = heap.glibc()
+assert libc is not None, "not glibc"
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+size = 10 << 20
+def one_step():  # three 10 MiB tensors made, written, freed
+    blocks = [libc.malloc(size) for _ in range(3)]
+    for b in blocks:
+        ctypes.memset(b, 1, size)
+    for b in blocks:
+        libc.free(b)
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+with heap.held() if sys.argv[1] == "held" else contextlib.nullcontext() as held:
+    for _ in range(2):
+        one_step()
+    start = faults()
+    for _ in range(5):
+        one_step()
+    print(held, (faults() - start) / 5)
+"""
+    pages = (30 << 20) // 4096
+
+    def faults_per_step(mode):
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                             text=True, check=True, cwd=ROOT)  # fmt: skip
+        held, faults = out.stdout.split()
+        return held, float(faults)
+
+    held, faults = faults_per_step("plain")
+    assert held == "None" and faults > pages / 2  # glibc's own rule: most pages again
+    held, faults = faults_per_step("held")
+    assert held == "True" and faults < pages / 100
+    from zoo.performance import heap
+
+    with heap.held() as outer, heap.held() as inner:  # nested: held until the last ends
+        assert outer and inner and heap._depth == 2
+    assert heap._depth == 0
+
+
 def test_predict_of_a_bfloat16_model_gives_kerass_predictions():
     """zoo.predict where the outputs are bfloat16 (a mixed-precision model, the GPU
     check's precision probe): Keras's dtype and values (torch's tensors of it have no
@@ -283,7 +332,7 @@ def test_predict_gives_kerass_predictions(model_name, fast):
     # the zoo's loop ran (its cached forward pass), not Keras's predict; JAX runs Keras's
     assert bool(model.__dict__.get("_zoo_forward")) == (BACKEND != "jax")
     if BACKEND == "torch" and fast == "auto":  # the forward pass recorded and replayed
-        recorded = model.__dict__["_zoo_forward"]["torch-auto"].run.recorded
+        recorded = model.__dict__["_zoo_forward"]["torch-auto"].run
         assert recorded.refused is None and recorded.graphs, recorded.refused
     assert type(outputs) is type(expected)
     for a, b in zip(keras.tree.flatten(outputs), keras.tree.flatten(expected), strict=True):
@@ -309,6 +358,43 @@ def _host(tensor):
 
 
 if BACKEND == "torch":
+
+    def test_the_replayed_forward_pass_folds_weights_and_follows_changed_ones():
+        """torch's recorded forward pass (predict.Recorded): what it computes from the
+        weights alone (the LSTMs' kernels transposed for torch's kernel, their zero
+        states) is computed once (passes.fold_weights), three inputs and two outputs run
+        as torch.direct's code; after the weights change in place (assign, set_weights:
+        what a fit between two predictions does), the predictions are Keras's for the new
+        weights (the folded results computed again)."""
+        keras.utils.set_random_seed(0)
+        model = zoo.create("ticket_router")
+        x = zoo.sample_inputs(model, 64, seed=1)
+
+        def same_as_keras():
+            got = zoo.predict(model, x, batch_size=32)
+            expected = model.predict(x, batch_size=32, verbose=0)
+            for a, b in zip(keras.tree.flatten(got), keras.tree.flatten(expected), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+        same_as_keras()
+        recorded = model.__dict__["_zoo_forward"]["torch-auto"].run
+        (replay,) = recorded.graphs.values()
+        assert recorded.refused is None and replay.refresh is not None
+        assert "def run(x0, x1, x2)" in replay.run.source  # the direct code, three inputs
+        import torch
+
+        aten = torch.ops.aten
+        ops = [n.target for n in replay.graph.graph.nodes]
+        assert ops.count(aten.mkldnn_rnn_layer.default) == 2  # torch's fused LSTM kernel
+        assert aten.zeros.default not in ops and aten.zeros_like.default not in ops
+        # left: each LSTM's input made time-major (the kernels' transposes are folded)
+        assert ops.count(aten.clone.default) == 2
+        lstm = model.get_layer("title_lstm").cell.kernel
+        lstm.assign(lstm.numpy() * 0.5)  # in place: torch's copy_
+        same_as_keras()
+        model.set_weights([w * 0.9 + 0.01 for w in model.get_weights()])
+        same_as_keras()
+        assert recorded.graphs == {next(iter(recorded.graphs)): replay}  # not recorded again
 
     def test_a_torch_step_that_fails_to_compile_runs_eagerly(monkeypatch):
         import torch

@@ -112,6 +112,7 @@ def predict(model, x, batch_size: int = 32, fast: str = "auto"):
         on_host = torch_path.on_host
         # host tensors sliced into batches, as the native loop slices its tensors
         x = keras.tree.map_structure(torch_path.host, x)
+        forward = torch_path.on_device(forward)
         context = torch_path.predicting(conv, lstm, compiled)
     outputs, rows = [], []
     with context:

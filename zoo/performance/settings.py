@@ -74,6 +74,8 @@ class Settings:
             place (``keras_patches.channels_last_torch_inputs``) instead of copying them.
         multi_worker: whether the zoo's epoch loop runs under TensorFlow's
             ``MultiWorkerMirroredStrategy`` (Keras 3.15's ``fit`` fails there).
+        held_heap: whether glibc's ``malloc`` keeps the memory of the steps' freed
+            tensors for the next step while the torch window trains (``heap.held``).
     """
 
     mode: str
@@ -89,6 +91,7 @@ class Settings:
     multi_worker: bool = False
     compile_when_pays: bool = False
     planned_steps: int = 0
+    held_heap: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -136,7 +139,7 @@ def settings_for(
         return Settings(mode, backend)
     if strategy == distribute.TORCH_DDP:
         spe = 1 if mode == "off" else _steps_per_execution(steps_per_epoch, most, True)
-        return Settings(mode, backend, None, spe, "torch", window=True, ddp=True)
+        return Settings(mode, backend, None, spe, "torch", window=True, ddp=True, held_heap=True)
     if strategy == distribute.TF_MULTI_WORKER:
         spe = 1 if mode == "off" else _steps_per_execution(steps_per_epoch, most)
         return Settings(mode, backend, False, spe, "in-graph", window=True, multi_worker=True)
@@ -174,5 +177,6 @@ def settings_for(
             channels_last=conv,
             compile_when_pays=mode == "auto",
             planned_steps=steps,
+            held_heap=True,
         )
     return Settings(mode, backend)

@@ -22,6 +22,7 @@ from zoo.performance.keras_patches.dynamo import (
     fresh_code,
     light_metadata,
     tensor_guards_only,
+    version,
 )
 from zoo.performance.keras_patches.torch_backend import (
     TORCH_UNROLL_MAX_STEPS,
@@ -56,4 +57,5 @@ __all__ = [
     "traceable_ordered_dict",
     "traceable_rnn",
     "train_functions",
+    "version",
 ]

@@ -46,6 +46,14 @@ def aten_view(target) -> bool:
     return "Tensor(a)" in schema and "Tensor(a!)" not in schema
 
 
+def version(tensor) -> int:
+    """``tensor``'s version counter, which every write in place (an optimizer's update,
+    a variable's ``assign``) increments, for ``torch.predict``'s folded weights.
+    Private: ``Tensor._version`` (torch 2.13; what autograd checks saved tensors with);
+    public: none."""
+    return tensor._version
+
+
 def aten_fresh(target) -> bool:
     """Whether an aten op's results are all new tensors: no result aliases an input (a
     view, an update in place), for ``torch.passes``. Private: ``OpOverload._schema``

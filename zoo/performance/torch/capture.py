@@ -28,7 +28,7 @@ import keras
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
 from zoo.performance.torch.direct import direct
-from zoo.performance.torch.passes import finish
+from zoo.performance.torch.passes import draws_random, finish, foldable, in_place
 from zoo.performance.torch.step import gather, keras_train_step
 
 
@@ -227,7 +227,7 @@ def _simplify(graph, variables: set[int]) -> None:
             continue
         elif node.target is torch.ops.aten.detach.default:
             node.replace_all_uses_with(node.args[0])
-        elif node not in written and _only(node, fixed) and _foldable(node.target):
+        elif node not in written and _only(node, fixed) and foldable(node.target):
             args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: fixed[n])
             value = node.target(*args, **kwargs)
             if not isinstance(value, torch.Tensor):
@@ -264,26 +264,6 @@ def _written(graph) -> set:
 def _only(node, fixed) -> bool:
     """Whether every node ``node`` reads is in ``fixed``."""
     return all(n in fixed for n in node.all_input_nodes)
-
-
-def in_place(target) -> bool:
-    """An aten operation that writes its first argument (torch names them ``op_``)."""
-    name = target.name() if callable(getattr(target, "name", None)) else ""
-    return name.split("::")[-1].split(".")[0].endswith("_")
-
-
-def draws_random(target) -> bool:
-    """A torch operator that draws random numbers (torch tags them
-    ``nondeterministic_seeded``)."""
-    import torch
-
-    return torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
-
-
-def _foldable(target) -> bool:
-    """A torch operator (they carry ``tags``; ``getitem`` and other Python do not) that
-    gives the same result each time: not one that draws random numbers."""
-    return getattr(target, "tags", None) is not None and not draws_random(target)
 
 
 def close(a, b, rtol: float = 1e-5) -> bool:

@@ -10,9 +10,10 @@ operations, on the same tensors, in the same order (the replay tests compare bit
 bit), each intermediate let go after its last use as FX's code does (its memory freed
 as early).
 
-Only for a recording FX runs without input or output trees (one tensor in, one tensor
-or nothing out: the train step, a one-input model's forward pass): anything else keeps
-FX's ``forward``. ``torch.compile`` is always given FX's ``forward`` (``switch``)."""
+Only for a recording of plain tensors in and a tensor, a flat list of them or nothing
+out (the train step; ``predict``'s forward pass, which is recorded on its inputs' leaves
+for this): anything else keeps FX's ``forward``. ``torch.compile`` is always given FX's
+``forward`` (``switch``)."""
 
 from __future__ import annotations
 
@@ -22,18 +23,25 @@ import zoo.performance.keras_patches as keras_patches
 
 
 def direct(graph, example) -> Callable | None:
-    """``graph``'s code as a function of its one input (``graph.forward``'s results),
-    ``example`` what it was recorded on; None where it cannot be written so (the caller
-    keeps ``graph.forward``)."""
+    """``graph``'s code as a function of its inputs (``graph.forward``'s arguments and
+    results), ``example`` what it was recorded on: a tensor or a list of tensors (one
+    argument each); None where it cannot be written so (the caller keeps
+    ``graph.forward``)."""
     import torch
 
-    if not isinstance(example, torch.Tensor):  # a tree, even of one tensor: FX flattens it
+    example = [example] if isinstance(example, torch.Tensor) else example
+    if not isinstance(example, (list, tuple)) or not all(
+        isinstance(t, torch.Tensor) for t in example
+    ):  # a tree, even of one tensor: FX flattens it
         return None
     nodes = list(graph.graph.nodes)
     inputs = [n for n in nodes if n.op == "placeholder"]
     (output,) = [n for n in nodes if n.op == "output"]
     result = output.args[0]
-    if len(inputs) != 1 or not (result is None or isinstance(result, torch.fx.Node)):
+    flat = isinstance(result, (list, tuple)) and all(isinstance(r, torch.fx.Node) for r in result)
+    if len(inputs) != len(example) or not (
+        result is None or isinstance(result, torch.fx.Node) or flat
+    ):
         return None
     if any(n.op not in ("placeholder", "get_attr", "call_function", "output") for n in nodes):
         return None
@@ -65,7 +73,7 @@ def direct(graph, example) -> Callable | None:
     body = []
     for i, node in enumerate(nodes):
         if node.op == "placeholder":
-            names[node] = "x"
+            names[node] = f"x{len(names)}"
         elif node.op == "get_attr":
             value = graph
             for part in node.target.split("."):
@@ -86,7 +94,8 @@ def direct(graph, example) -> Callable | None:
         done = [names[n] for n, j in last_use.items() if j == i and n.op != "get_attr"]
         if done:
             body.append("del " + ", ".join(done))
-    source = "def run(x):\n" + "".join(f"    {line}\n" for line in body)
+    arguments = ", ".join(names[n] for n in inputs)
+    source = f"def run({arguments}):\n" + "".join(f"    {line}\n" for line in body)
     exec(compile(source, "<zoo recording>", "exec"), held)  # the code written above
     run = held["run"]
     run.source = source

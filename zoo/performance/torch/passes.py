@@ -4,6 +4,8 @@ memory: what ``torch``'s own layers do where Keras's make two operations of one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import zoo.performance.keras_patches as keras_patches
 
 #: elementwise operations and their in-place forms, for ``reuse_temporaries``
@@ -70,6 +72,74 @@ def fuse_bias(graph) -> None:
         graph.graph.erase_node(add)
 
 
+def fold_weights(graph) -> Callable[[], None] | None:
+    """The operations of ``predict``'s recording that read only the tensors it holds
+    (the weights) and constants, computed once here and held as tensors (an LSTM's
+    kernels transposed and copied for torch's kernel, its zero states, Keras's
+    embedding's index wrap on a constant): ticket_router's forward pass ran 16 such
+    copies and fills per batch. Run before ``finish``, so that no operation is later
+    written into a held result in place. Returns ``refresh``, which computes the held
+    results again where any of the tensors they read changed in place since (a fit
+    between two predictions: their version counters), or None where nothing was
+    folded."""
+    import torch
+
+    values = {}  # node -> tensor, for the held tensors and the folded results
+    for node in graph.graph.nodes:
+        if node.op == "get_attr":
+            value = graph
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            if isinstance(value, torch.Tensor):
+                values[node] = value
+    read = {}  # id -> the held tensors the folded operations read (not their results)
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    returned = set(output.all_input_nodes)  # a result stays a new tensor per call
+    steps = []  # (held result, operation, arguments) for ``refresh``, in the graph's order
+    folded = 0
+    for node in list(graph.graph.nodes):
+        if (
+            node.op != "call_function"
+            or node in returned
+            or not foldable(node.target)
+            or in_place(node.target)
+            or not all(n in values for n in node.all_input_nodes)
+        ):
+            continue
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
+        value = node.target(*args, **kwargs)
+        if not isinstance(value, torch.Tensor):
+            continue
+        for n in node.all_input_nodes:
+            if not n.target.startswith("_zoo_folded_"):  # a tensor the recording holds
+                read[id(values[n])] = values[n]
+        name = f"_zoo_folded_{folded}"
+        folded += 1
+        graph.register_buffer(name, value)
+        with graph.graph.inserting_before(node):
+            held = graph.graph.get_attr(name)
+        node.replace_all_uses_with(held)
+        graph.graph.erase_node(node)
+        values[held] = value
+        if not keras_patches.aten_view(node.target):  # a view follows its base by itself
+            steps.append((value, node.target, args, kwargs))
+    if not folded:
+        return None
+    graph.graph.eliminate_dead_code()
+    read = list(read.values())
+    versions = [(t, keras_patches.version(t)) for t in read]
+
+    def refresh() -> None:
+        if all(keras_patches.version(t) == v for t, v in versions):
+            return
+        with torch.no_grad():
+            for value, target, args, kwargs in steps:
+                value.copy_(target(*args, **kwargs))
+        versions[:] = [(t, keras_patches.version(t)) for t in read]
+
+    return refresh
+
+
 def reuse_temporaries(graph) -> None:
     """An elementwise operation (``_IN_PLACE``) on a temporary that nothing else reads
     written into that temporary (``relu(add(mm(x, w), b))`` as torch's ``Linear`` then
@@ -120,3 +190,23 @@ def _same_layout(a, b) -> bool:
     if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
         return False
     return (a.shape, a.stride(), a.dtype, a.device) == (b.shape, b.stride(), b.dtype, b.device)
+
+
+def in_place(target) -> bool:
+    """An aten operation that writes its first argument (torch names them ``op_``)."""
+    name = target.name() if callable(getattr(target, "name", None)) else ""
+    return name.split("::")[-1].split(".")[0].endswith("_")
+
+
+def draws_random(target) -> bool:
+    """A torch operator that draws random numbers (torch tags them
+    ``nondeterministic_seeded``)."""
+    import torch
+
+    return torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
+
+
+def foldable(target) -> bool:
+    """A torch operator (they carry ``tags``; ``getitem`` and other Python do not) that
+    gives the same result each time: not one that draws random numbers."""
+    return getattr(target, "tags", None) is not None and not draws_random(target)

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
+import zoo.performance.heap as heap
 import zoo.performance.keras_patches as keras_patches
 from zoo import distribute
 from zoo.performance.feed import Batches, EpochHooks, Window
@@ -106,6 +107,8 @@ def install(model, window: Window, settings, stack: contextlib.ExitStack):
     hooks = [EpochHooks(window.set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
     if settings.ddp:
         hooks.append(distribute.SumMetricsOverProcesses())
+    if settings.held_heap:
+        stack.enter_context(heap.held())
     stack.enter_context(
         keras_patches.patched(
             traceable=settings.torch_compile,
