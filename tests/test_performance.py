@@ -396,6 +396,24 @@ if BACKEND == "torch":
         same_as_keras()
         assert recorded.graphs == {next(iter(recorded.graphs)): replay}  # not recorded again
 
+    def test_the_torch_windows_batches_are_the_feeds_own():
+        """The window's row indices (views of one tensor per window; one tensor per step
+        for a process's share under DDP) are ``Batches.indices`` step by step, the
+        epoch's partial last batch included; Keras's iterator gets one item per step."""
+        from zoo.performance.feed import Batches
+
+        x, y = np.zeros((70, 3), "float32"), np.zeros((70,), "int64")
+        for shard in (None, (1, 2)):
+            feed = Batches(x, y, batch_size=16, seed=3, shard=shard)
+            feed.set_epoch(2)
+            got = list(torch_window._window_batches(feed, 1, len(feed)))
+            assert len(got) == len(feed) - 1 == 4
+            for i, idx in enumerate(got, start=1):
+                assert str(idx.dtype) == "torch.int64"
+                assert idx.tolist() == feed.indices(i).tolist()
+        steps = list(torch_window.steps_only(feed))
+        assert len(steps) == len(feed) and all(s is steps[0] for s in steps)
+
     def test_a_torch_step_that_fails_to_compile_runs_eagerly(monkeypatch):
         import torch
 
