@@ -31,12 +31,16 @@ def _batches(x, batch_size: int):
     last row (so that a compiled forward pass runs one shape: no second compile for the
     last batch); yields ``(batch, rows)``, ``rows`` the batch's real rows."""
     n = len(keras.tree.flatten(x)[0])
-    for first in range(0, n, batch_size):
-        rows = min(batch_size, n - first)
-        if rows == batch_size:  # a view
-            yield _rows(x, slice(first, first + rows)), rows
-        else:
-            yield _rows(x, np.minimum(np.arange(first, first + batch_size), n - 1)), rows
+    full = n - n % batch_size
+    if hasattr(x, "split") and not isinstance(x, (dict, list, tuple)):  # one torch tensor:
+        # its full batches as views from one call (3 us a batch for a slice each)
+        for batch in x[:full].split(batch_size):
+            yield batch, batch_size
+    else:
+        for first in range(0, full, batch_size):  # views
+            yield _rows(x, slice(first, first + batch_size)), batch_size
+    if full < n:
+        yield _rows(x, np.minimum(np.arange(full, full + batch_size), n - 1)), n - full
 
 
 def _rows(x, selection):
@@ -55,9 +59,13 @@ def _on_host(outputs):
 def _joined(outputs: list, rows: list[int]):
     """The batches' outputs (``_on_host``), each cut to its real rows, joined along the
     batch axis, in the model's output structure (what Keras's ``predict`` returns)."""
-    return keras.tree.map_structure(
-        lambda *o: np.concatenate([a[:r] for a, r in zip(o, rows, strict=True)]), *outputs
-    )
+
+    def join(*o):
+        return np.concatenate([a[:r] for a, r in zip(o, rows, strict=True)])
+
+    if isinstance(outputs[0], np.ndarray):  # one output: no walk over a structure
+        return join(*outputs)
+    return keras.tree.map_structure(join, *outputs)
 
 
 def predict(model, x, batch_size: int = 32, fast: str = "auto"):

@@ -113,6 +113,22 @@ def channels_last_torch_inputs(keras_transpose: Callable) -> Callable:
     return transpose
 
 
+def keras_device():
+    """The torch device Keras's torch backend puts new tensors on now (its default, or
+    a ``keras.device`` scope's), for ``torch.predict``: one lookup where the public way,
+    converting an array, costs 20 us. Private: ``keras.src.backend.torch.core.get_device``
+    (Keras 3.15); public: none (``keras.ops.convert_to_tensor(...).device``)."""
+    import torch
+
+    try:
+        from keras.src.backend.torch.core import get_device
+    except ImportError:  # another Keras: the public way
+        import numpy as np
+
+        return keras.ops.convert_to_tensor(np.zeros((), "float32")).device
+    return torch.device(get_device())
+
+
 def same_parameters(function: Callable, wrapper: Callable) -> bool:
     """Whether ``wrapper`` (a replacement of ``function``) takes the parameters
     ``function`` takes, by name and in order: a patch written for Keras 3.15's function

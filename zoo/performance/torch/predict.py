@@ -53,7 +53,7 @@ def on_device(forward: Callable) -> Callable:
     (a ``keras.device`` scope may change it)."""
     import torch
 
-    device = keras.ops.convert_to_tensor(np.zeros((), "float32")).device
+    device = keras_patches.keras_device()
 
     def run(batch):
         if isinstance(batch, torch.Tensor):  # one input: no walk over a structure
