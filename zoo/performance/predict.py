@@ -32,11 +32,9 @@ def _batches(x, batch_size: int):
     last batch); yields ``(batch, rows)``, ``rows`` the batch's real rows."""
     n = len(keras.tree.flatten(x)[0])
     full = n - n % batch_size
-    if not full:  # fewer rows than a batch: only the padded one below
-        pass
-    elif hasattr(x, "split") and not isinstance(x, (dict, list, tuple)):  # one torch tensor:
-        # its full batches as views from one call (3 us a batch for a slice each; `split`
-        # of no rows would give one empty batch, hence the test above)
+    one_tensor = hasattr(x, "split") and not isinstance(x, (dict, list, tuple))
+    if one_tensor and full:  # (`split` of no rows would give one empty batch)
+        # one torch tensor's full batches as views from one call (3 us a batch for a slice each)
         for batch in x[:full].split(batch_size):
             yield batch, batch_size
     else:

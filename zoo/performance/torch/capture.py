@@ -28,7 +28,7 @@ import keras
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
 from zoo.performance.torch.direct import direct
-from zoo.performance.torch.passes import draws_random, finish, foldable, in_place
+from zoo.performance.torch.passes import draws_random, finish, foldable, hold, in_place
 from zoo.performance.torch.step import gather, keras_train_step
 
 
@@ -232,12 +232,7 @@ def _simplify(graph, variables: set[int]) -> None:
             value = node.target(*args, **kwargs)
             if not isinstance(value, torch.Tensor):
                 continue
-            name = f"_zoo_fixed_{len(fixed)}"
-            graph.register_buffer(name, value)
-            with graph.graph.inserting_before(node):
-                folded = graph.graph.get_attr(name)
-            node.replace_all_uses_with(folded)
-            fixed[folded] = value
+            fixed[hold(graph, node, f"_zoo_fixed_{len(fixed)}", value)] = value
     finish(graph)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import zoo.performance.keras_patches as keras_patches
+from zoo.performance.torch.passes import attribute
 
 
 def direct(graph, example) -> Callable | None:
@@ -75,10 +76,7 @@ def direct(graph, example) -> Callable | None:
         if node.op == "placeholder":
             names[node] = f"x{len(names)}"
         elif node.op == "get_attr":
-            value = graph
-            for part in node.target.split("."):
-                value = getattr(value, part)
-            names[node] = constant(value)
+            names[node] = constant(attribute(graph, node.target))
         elif node.op == "call_function":
             names[node] = f"v{i}"
             try:

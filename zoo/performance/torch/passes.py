@@ -72,6 +72,24 @@ def fuse_bias(graph) -> None:
         graph.graph.erase_node(add)
 
 
+def attribute(graph, target: str):
+    """What a ``get_attr`` node of ``graph`` reads (``target``: a dotted path)."""
+    value = graph
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def hold(graph, node, name: str, value):
+    """``value`` (what ``node`` computes, computed once) held by ``graph`` as buffer
+    ``name`` and read by every user of ``node`` in its place; returns the reading node."""
+    graph.register_buffer(name, value)
+    with graph.graph.inserting_before(node):
+        held = graph.graph.get_attr(name)
+    node.replace_all_uses_with(held)
+    return held
+
+
 def fold_weights(graph) -> Callable[[], None] | None:
     """The operations of ``predict``'s recording that read only the tensors it holds
     (the weights) and constants, computed once here and held as tensors (an LSTM's
@@ -87,9 +105,7 @@ def fold_weights(graph) -> Callable[[], None] | None:
     values = {}  # node -> tensor, for the held tensors and the folded results
     for node in graph.graph.nodes:
         if node.op == "get_attr":
-            value = graph
-            for part in node.target.split("."):
-                value = getattr(value, part)
+            value = attribute(graph, node.target)
             if isinstance(value, torch.Tensor):
                 values[node] = value
     read = {}  # id -> the held tensors the folded operations read (not their results)
@@ -113,12 +129,8 @@ def fold_weights(graph) -> Callable[[], None] | None:
         for n in node.all_input_nodes:
             if not n.target.startswith("_zoo_folded_"):  # a tensor the recording holds
                 read[id(values[n])] = values[n]
-        name = f"_zoo_folded_{folded}"
+        held = hold(graph, node, f"_zoo_folded_{folded}", value)
         folded += 1
-        graph.register_buffer(name, value)
-        with graph.graph.inserting_before(node):
-            held = graph.graph.get_attr(name)
-        node.replace_all_uses_with(held)
         graph.graph.erase_node(node)
         values[held] = value
         if not keras_patches.aten_view(node.target):  # a view follows its base by itself
