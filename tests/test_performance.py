@@ -383,16 +383,20 @@ if BACKEND == "torch":
         same_as_keras()
         recorded = model.__dict__["_zoo_forward"]["torch-auto"].run
         (replay,) = recorded.graphs.values()
-        assert recorded.refused is None and replay.refresh is not None
+        assert recorded.refused is None
         assert "def run(x0, x1, x2)" in replay.run.source  # the direct code, three inputs
         import torch
 
         aten = torch.ops.aten
+        from zoo.precision import accelerator_present
+
         ops = [n.target for n in replay.graph.graph.nodes]
-        assert ops.count(aten.mkldnn_rnn_layer.default) == 2  # torch's fused LSTM kernel
-        assert aten.zeros.default not in ops and aten.zeros_like.default not in ops
-        # left: each LSTM's input made time-major (the kernels' transposes are folded)
-        assert ops.count(aten.clone.default) == 2
+        if not accelerator_present():  # the CPU's fused kernel (Keras runs cuDNN's on CUDA)
+            assert replay.refresh is not None  # something was folded
+            assert ops.count(aten.mkldnn_rnn_layer.default) == 2  # torch's fused LSTM kernel
+            assert aten.zeros.default not in ops and aten.zeros_like.default not in ops
+            # left: each LSTM's input made time-major (the kernels' transposes are folded)
+            assert ops.count(aten.clone.default) == 2
         lstm = model.get_layer("title_lstm").cell.kernel
         lstm.assign(lstm.numpy() * 0.5)  # in place: torch's copy_
         same_as_keras()
