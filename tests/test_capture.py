@@ -58,6 +58,15 @@ def test_the_cost_cache_round_trips_and_never_fails_a_run(tmp_path, monkeypatch)
     assert (estimate.compile_s, estimate.step_s, estimate.measured) == (1.5, 2e-4, True)
     assert costs.Estimate.of("other").fails
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [costs.FILE]  # no temp left
+    # a compile that missed inductor's cache costs WARM_SHARE of it the next time (the
+    # cache then holds its code); what it kept out of the compile is kept out again
+    op = "aten.mkldnn_rnn_layer.default"
+    costs.record("cold", 10.0, 1e-3, 2e-3, eager_operations=[op], cold=True)
+    costs.record("warm", 10.0, 1e-3, 2e-3)
+    cold, warm = costs.Estimate.of("cold"), costs.Estimate.of("warm")
+    assert cold.compile_s == pytest.approx(10.0 * costs.WARM_SHARE) and warm.compile_s == 10.0
+    assert cold.eager_operations == {op} and warm.eager_operations == frozenset()
+    assert (cold.step_s, cold.uncompiled_step_s, cold.measured) == (1e-3, 2e-3, True)
     (tmp_path / "cache" / costs.FILE).write_text("{not json")  # damaged: no figure, then mended
     assert costs.read("k") is None
     costs.write("k", {"compile_s": 3.0, "step_s": 1e-4})
@@ -411,6 +420,56 @@ if BACKEND == "torch":
         switches = _switches(monkeypatch)
         _mlp_run("auto")
         assert switches[0].estimate.fails and switches[0].compiled is None
+
+    def test_an_operation_inductor_cannot_compile_is_kept_out_and_the_rest_compiled(
+        monkeypatch, tmp_path
+    ):
+        """As inductor fails on torch's CPU LSTM kernel (it names the operation): the
+        compile is made again around it, in parts, computes Keras's step, and the next
+        run compiles around it from the start (written with the compile's cost). Here a
+        backend that fails on any graph holding an RNN kernel (the CPU's or cuDNN's)
+        stands for inductor, with nothing kept out beforehand."""
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+        monkeypatch.setattr(torch_switch, "EAGER_OPERATIONS", frozenset())
+        monkeypatch.setattr(costs.Estimate, "pays", lambda self, *a, **k: not self.fails)
+        compiled, failures, compile_ = [], [], torch.compile
+
+        def backend(gm, example_inputs):
+            kernels = [str(n.target) for n in gm.graph.nodes if "rnn" in str(n.target)]
+            if any("backward" not in k for k in kernels):
+                failures.append(kernels)
+                raise TypeError(f"expected Tensor() for op: torch.ops.{kernels[0]}")
+            compiled.append(gm)
+            return torch._dynamo.backends.debugging.aot_eager(gm, example_inputs)
+
+        monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, **kw, backend=backend))
+        switches = _switches(monkeypatch)
+
+        def run(fast):
+            model = _model("ticket_router")
+            x, y = _data("ticket_router", 160)  # 10 steps of 16 an epoch
+            history, _ = fit(model, x, y, batch_size=16, epochs=8, seed=1, verbose=0, fast=fast)
+            return history.history, model
+
+        plain, plain_model = run("off")
+        auto, model = run("auto")
+        (switch,) = switches
+        assert switch.kind == "compiled" and switch.compiled_at == 40 and len(failures) == 1
+        (kept,) = switch.eager_operations
+        assert "rnn" in kept and compiled  # compiled in parts, none holding the kernel
+        assert not any(str(n.target) == kept for gm in compiled for n in gm.graph.nodes)
+        assert any(str(n.target) == kept for n in switch.captured.graph.graph.nodes)  # a copy
+        (entry,) = json.loads((tmp_path / costs.FILE).read_text()).values()
+        assert entry["eager_operations"] == [kept] and entry["compile_s"] > 0
+        assert "cold" not in entry  # aot_eager: no inductor, no cache missed
+        for key in plain:
+            np.testing.assert_allclose(auto[key], plain[key], rtol=1e-5, err_msg=key)
+        for a, b in zip(model.get_weights(), plain_model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        del failures[:], switches[:]
+        run("auto")  # the entry read: compiled around the kernel from the start
+        assert switches[0].eager_operations == {kept} and switches[0].kind == "compiled"
+        assert not failures
 
 
 if BACKEND == "jax":

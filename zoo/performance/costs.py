@@ -41,6 +41,14 @@ DEFAULT_XLA_S_PER_OP = 2e-3
 #: Compiling must save this many times its cost: the estimates are rough, and a run that
 #: compiles and then gains less than it paid is slower than one that never compiled.
 MARGIN = 1.25
+#: A compile that missed inductor's cache (a cold one) is assumed to cost this share of
+#: its measured seconds the next time, when inductor finds its code in the cache: torch's
+#: inductor compiled the recorded mnist_mlp step in 5.4 s cold, 2.1 s warm (0.39), and
+#: ticket_router's (around its LSTM kernels) in 11.9 s and 3.4 s (0.29) (2026-12-05, this
+#: 2-core CPU). A warm compile's own seconds replace the assumption once measured; where
+#: inductor's cache was emptied since, one compile costs more than assumed, and its
+#: seconds are then written down.
+WARM_SHARE = 0.4
 FILE = "compile-costs.json"
 
 
@@ -83,16 +91,27 @@ def write(key: str, entry: dict) -> None:
 
 
 def record(
-    key: str | None, compile_s: float, step_s: float, uncompiled_step_s, uncompiled_setup_s=None
+    key: str | None,
+    compile_s: float,
+    step_s: float,
+    uncompiled_step_s,
+    uncompiled_setup_s=None,
+    eager_operations: list[str] | None = None,
+    cold: bool = False,
 ) -> None:
     """Keeps what a compile cost and gave: its seconds, the step time after it and the
     step time before it, and what the uncompiled form cost before its first step (a
     compile from the start saves it; None: not measured) (``key`` None: nothing to keep
-    it under)."""
+    it under); on torch, the operations kept out of the compile and whether it missed
+    inductor's cache (``cold``)."""
     if key is not None:
         entry = {"compile_s": compile_s, "step_s": step_s, "uncompiled_step_s": uncompiled_step_s}
         if uncompiled_setup_s is not None:
             entry["uncompiled_setup_s"] = uncompiled_setup_s
+        if eager_operations:
+            entry["eager_operations"] = list(eager_operations)
+        if cold:
+            entry["cold"] = True
         write(key, entry)
 
 
@@ -126,7 +145,9 @@ class Estimate:
     ``step_s``, the step time after it (None: a share of the current one);
     ``uncompiled_step_s``, the step time before it, as measured the last time (None: not
     known); ``fails``: it failed the last time (never tried again with the same
-    versions)."""
+    versions); ``eager_operations``: what the last compile kept out (torch). A compile
+    measured cold (it missed inductor's cache) is assumed to cost ``WARM_SHARE`` of its
+    seconds the next time."""
 
     compile_s: float = DEFAULT_COMPILE_S
     step_s: float | None = None
@@ -134,6 +155,7 @@ class Estimate:
     measured: bool = False
     uncompiled_step_s: float | None = None
     uncompiled_setup_s: float = 0.0
+    eager_operations: frozenset = frozenset()
 
     @classmethod
     def of(cls, key: str | None, compile_s: float = DEFAULT_COMPILE_S) -> Estimate:
@@ -148,9 +170,10 @@ class Estimate:
             before = entry.get("uncompiled_step_s")
             before = None if before is None else float(before)
             setup = float(entry.get("uncompiled_setup_s", 0.0))
-            return cls(
-                float(entry["compile_s"]), float(entry["step_s"]), False, True, before, setup
-            )
+            compile_s = float(entry["compile_s"]) * (WARM_SHARE if entry.get("cold") else 1.0)
+            eager = frozenset(str(name) for name in entry.get("eager_operations", ()))
+            step_s = float(entry["step_s"])
+            return cls(compile_s, step_s, False, True, before, setup, eager)
         except (KeyError, TypeError, ValueError):
             return cls(compile_s)
 

@@ -28,7 +28,8 @@ def tensor_guards_only(entries) -> list[bool]:
     """dynamo's guards to keep on the zoo's compiled step and forward pass (a
     ``guard_filter_fn``): the global state and the inputs' own shapes and dtypes. Checking
     every guard dynamo sets on a Keras model cost more than the step itself. Safe because
-    each compiled function is new per fit (``fresh_code``) and one graph (``fullgraph``),
+    each compiled function is new per fit (``fresh_code``) and one graph (``fullgraph``)
+    or graphs broken only at aten operations kept out of them (``torch.switch``),
     and what a callback may change during a fit (weights, metrics, learning rate, a
     frozen layer's ``requires_grad``) is read from the kept tensor guards. The entries'
     fields are torch 2.13's ``GuardFilterEntry``."""
@@ -37,6 +38,15 @@ def tensor_guards_only(entries) -> list[bool]:
         or (e.guard_type == "TENSOR_MATCH" and not e.is_global)
         for e in entries
     ]
+
+
+def inductor_cache_misses() -> int:
+    """How many compiled graphs inductor did not find in its cache in this process (each
+    such compile is a cold one; ``costs.WARM_SHARE``). torch 2.13:
+    ``torch._dynamo.utils.counters["inductor"]["fxgraph_cache_miss"]``; public: none."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["fxgraph_cache_miss"])
 
 
 def aten_view(target) -> bool:

@@ -222,3 +222,39 @@ def foldable(target) -> bool:
     """A torch operator (they carry ``tags``; ``getitem`` and other Python do not) that
     gives the same result each time: not one that draws random numbers."""
     return getattr(target, "tags", None) is not None and not draws_random(target)
+
+
+def kept_eager(graph, names: set[str]):
+    """A copy of ``graph`` (the same tensors held) whose calls of the aten operations
+    named in ``names`` (``"aten.mkldnn_rnn_layer.default"``) run as they are, outside
+    ``torch.compile``: dynamo breaks its graph at each and compiles the parts between.
+    For an operation inductor cannot compile (``switch``), not one to keep out for speed."""
+    import copy
+
+    import torch
+
+    copied = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))
+    for node in copied.graph.nodes:
+        if node.op == "call_function" and str(node.target) in names:
+            node.target = _run_eagerly(node.target)
+    copied.recompile()
+    return copied
+
+
+def named_operations(graph, text: str) -> set[str]:
+    """The aten operations of ``graph`` that ``text`` (an error's) names, as
+    ``str(target)``: inductor names the operation it could not compile
+    (``... for op: torch.ops.aten.mkldnn_rnn_layer.default``)."""
+    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+    return {t for t in targets if t.startswith("aten.") and f"ops.{t}" in text}
+
+
+def _run_eagerly(target):
+    import torch
+
+    @torch.compiler.disable
+    def run(*args, **kwargs):
+        return target(*args, **kwargs)
+
+    run.__name__ = f"eager_{target.__name__.replace('.', '_')}"  # FX's code names it
+    return run
