@@ -45,9 +45,9 @@ MARGIN = 1.25
 #: its measured seconds the next time, when inductor finds its code in the cache: torch's
 #: inductor compiled the recorded mnist_mlp step in 5.4 s cold, 2.1 s warm (0.39), and
 #: ticket_router's (around its LSTM kernel) in 18.0 s from an empty cache folder and 2.7 s
-#: (0.15) (2026-12-05, this 2-core CPU). A warm compile's own seconds replace the assumption once measured; where
-#: inductor's cache was emptied since, one compile costs more than assumed, and its
-#: seconds are then written down.
+#: (0.15) (2026-12-05, this 2-core CPU). A warm compile's own seconds replace the
+#: assumption once measured; where inductor's cache was emptied since, one compile costs
+#: more than assumed, and its seconds are then written down.
 WARM_SHARE = 0.4
 FILE = "compile-costs.json"
 
