@@ -14,13 +14,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import quick_torch_compile
+from conftest import instances_made, quick_torch_compile
 
 import zoo
 from zoo import performance
-from zoo.performance import keras_patches
+from zoo.performance import costs, keras_patches
 from zoo.performance import settings as perf_settings
 from zoo.performance.torch import step as torch_step
+from zoo.performance.torch import switch as torch_switch
 from zoo.performance.torch import window as torch_window
 from zoo.testing import ROUND_TRIP_TOLERANCE as TOLERANCE
 from zoo.training import fit, recipe_for, train
@@ -50,13 +51,15 @@ def test_fast_settings_give_the_plain_paths_loss_curve(monkeypatch):
     monkeypatch.setattr(
         torch_window, "compiled_train_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
     )
+    switches = instances_made(monkeypatch, torch_switch.Switch)
     x, y = _mnist_like()  # 300 samples: 4 full batches and a partial one per epoch
     plain, off, plain_model = _history("mnist_mlp", x, y, "off")
     fast, on, fast_model = _history("mnist_mlp", x, y, "on")
     assert off.steps_per_execution == 1 and off.pipeline == "pydataset"
     assert on != off  # something really changed on every backend
-    if BACKEND == "torch":  # the whole step as one graph, not a fallback
-        assert [s.kind for s in steps] == ["one-graph"], [s.kind for s in steps]
+    if BACKEND == "torch":  # the recording compiled at once (inductor), from the third step
+        (switch,) = switches
+        assert switch.kind == "compiled" and switch.compiled_at == 2 and not steps
     for key in ("loss", "accuracy"):
         np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-6)
     for a, b in zip(fast_model.get_weights(), plain_model.get_weights(), strict=True):
@@ -422,8 +425,45 @@ if BACKEND == "torch":
         steps = list(torch_window.steps_only(feed))
         assert len(steps) == len(feed) and all(s is steps[0] for s in steps)
 
-    def test_a_torch_step_that_fails_to_compile_runs_eagerly(monkeypatch):
+    def test_on_compiles_kerass_step_where_the_step_cannot_be_recorded(monkeypatch):
+        """``fast="on"`` with a step ``make_fx`` cannot record (the cosine schedule's
+        ``ops.cond`` reads a tensor into Python): Keras's train step compiled instead
+        (``compiled_train_step``), from the step after the recording failed."""
+        quick_torch_compile(monkeypatch)
+        steps, make_step = [], torch_window.compiled_train_step
+        monkeypatch.setattr(
+            torch_window, "compiled_train_step", lambda *a: steps.append(make_step(*a)) or steps[-1]
+        )
+        switches = instances_made(monkeypatch, torch_switch.Switch)
+        x, y = _mnist_like(160)
+
+        def run(fast):
+            keras.utils.set_random_seed(0)
+            model = zoo.create("mnist_mlp")
+            schedule = keras.optimizers.schedules.CosineDecay(
+                1e-3, 50, warmup_target=1e-2, warmup_steps=4
+            )
+            model.compile(
+                optimizer=keras.optimizers.Adam(schedule),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+            history, _ = fit(model, x, y, batch_size=16, epochs=2, seed=1, verbose=0, fast=fast)
+            return history.history["loss"], model
+
+        (plain, plain_model), (fast, model) = run("off"), run("on")
+        (switch,) = switches
+        assert "recording failed" in switch.captured.refused
+        assert len(steps) == 1 and switch.kind == steps[0].kind != "eager"
+        np.testing.assert_allclose(fast, plain, rtol=1e-5)
+        for a, b in zip(model.get_weights(), plain_model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+    def test_a_torch_step_that_fails_to_compile_runs_uncompiled(monkeypatch, tmp_path):
+        """``fast="on"``: a compile that fails warns (the user asked for it) and the step
+        runs uncompiled: Keras's step, replayed."""
         import torch
+
+        monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))  # the failure is written down
 
         def broken_compile(fn, *args, **kwargs):
             def fails(*a, **k):
@@ -432,15 +472,20 @@ if BACKEND == "torch":
             return fails
 
         monkeypatch.setattr(torch, "compile", broken_compile)
-        x, y = _mnist_like(128)
-        plain, _, _ = _history("mnist_mlp", x, y, "off", epochs=1)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fast, settings, _ = _history("mnist_mlp", x, y, "on", epochs=1)
-        assert settings.torch_compile
-        messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
-        assert len(messages) == 1 and "RuntimeError: inductor exploded" in messages[0]
-        np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-6)
+        switches = instances_made(monkeypatch, torch_switch.Switch)
+        x, y = _mnist_like(128)  # two steps an epoch: compiled from the third
+        plain, _, _ = _history("mnist_mlp", x, y, "off", epochs=2)
+        told = []
+        for _ in range(2):  # the second run reads the failure: not tried again, and told
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fast, settings, _ = _history("mnist_mlp", x, y, "on", epochs=2)
+            assert settings.torch_compile and switches[-1].kind == "captured"
+            messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
+            assert len(messages) == 1 and "uncompiled" in messages[0]
+            told.append(messages[0])
+            np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-6)
+        assert "RuntimeError: inductor exploded" in told[0] and costs.FILE in told[1]
 
     def _small_classifier(seed):
         keras.utils.set_random_seed(seed)

@@ -57,8 +57,9 @@ class Settings:
             iterator), ``"in-graph"`` (gathered inside the compiled window from the
             arrays on the device) or ``"torch"`` (gathered by the torch window from torch
             tensors in memory).
-        torch_compile: whether the torch train step is compiled from the start
-            (``fast="on"``).
+        torch_compile: whether the torch train step is compiled at once (``fast="on"``):
+            the recorded step (``torch.capture``) from the third step, else (a step
+            that cannot be recorded) Keras's step from the first.
         compile_when_pays: ``fast="auto"``: on torch, whether the window records Keras's
             step and replays it (``torch.capture``), and compiles the recording mid-run
             once its measured speed and the compile's cost make compiling pay
@@ -122,7 +123,8 @@ def settings_for(
     step per window). On one device: TensorFlow's window is XLA-compiled unless the model
     has convolutions; JAX keeps Keras's loop for convolutions; torch's step is recorded and
     replayed. ``"auto"`` XLA-compiles TensorFlow's window, and compiles torch's recorded
-    step, from where that pays; ``"on"`` compiles both from the start."""
+    step, from where that pays; ``"on"`` compiles both at once (torch: from the step after
+    the recording)."""
     check.one_of("fast", mode, MODES)
     backend = keras.backend.backend()
     strategy = (plan or distribute.DistPlan()).strategy

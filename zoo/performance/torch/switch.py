@@ -10,6 +10,8 @@ compiles around it, in parts."""
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 
 import zoo.performance.costs as costs
 import zoo.performance.keras_patches as keras_patches
@@ -35,10 +37,22 @@ class Switch:
     """``step(idx)``, with ``window_done(steps, seconds)`` called by the window after each
     of its windows. ``phase``: ``"timing"`` the replay, ``"compiling"`` (the next full
     batch compiles), ``"timing-compiled"``, then ``"done"``. ``compiled_at``: the step
-    of this fit from which the compiled step ran; ``estimate``: what was assumed."""
+    of this fit from which the compiled step ran; ``estimate``: what was assumed.
 
-    def __init__(self, captured: CapturedStep, planned_steps: int):
+    ``fast="on"``: ``at_once`` compiles the recording as soon as it is made, without
+    timing the replay or weighing the cost (a compile that failed before, as written in
+    the cost cache, is not tried again); ``otherwise()`` makes what runs where the step
+    cannot be recorded (Keras's step compiled: ``step.compiled_train_step``)."""
+
+    def __init__(
+        self,
+        captured: CapturedStep,
+        planned_steps: int,
+        at_once: bool = False,
+        otherwise: Callable[[], Callable] | None = None,
+    ):
         self.captured, self.remaining = captured, planned_steps
+        self.at_once, self.otherwise, self._otherwise = at_once, otherwise, None
         self.phase, self.compiled, self.compiled_at, self.estimate = "timing", None, None, None
         self.done, self.timer = 0, costs.StepTimer()
         self.replay_step_s = self.compile_s = None
@@ -48,11 +62,28 @@ class Switch:
 
     @property
     def kind(self) -> str:
+        if self._otherwise is not None:
+            return getattr(self._otherwise, "kind", "otherwise")
         return "compiled" if self.compiled is not None else self.captured.kind
 
     def __call__(self, idx):
         if self.compiled is None or len(idx) != self.captured.batch_size:
-            return self.captured(idx)
+            if self.otherwise is not None and self.captured.kind == "eager":
+                if self._otherwise is None:
+                    self._otherwise = self.otherwise()
+                return self._otherwise(idx)
+            logs = self.captured(idx)
+            if self.at_once and self.phase == "timing" and self.captured.kind == "captured":
+                self.estimate = costs.Estimate.of(self.captured.key)
+                if self.estimate.fails:
+                    self.phase = "done"
+                    _warn(
+                        f"failed on this train step before (as {costs.cache_dir() / costs.FILE} "
+                        "says; delete it to try again)"
+                    )
+                else:  # from the next full batch (the steps so far in this window: not timed)
+                    self._start_compiling(self.done + self.captured.overhead_steps)
+            return logs
         if self.phase == "compiling":
             return self._first_compiled_call(idx)
         return self.compiled(idx)
@@ -95,13 +126,17 @@ class Switch:
         self.replay_step_s = step_s
         self.estimate = costs.Estimate.of(self.captured.key)
         if self.remaining > 0 and self.estimate.pays(self.remaining, step_s, self.captured.ops):
-            graph = self.captured.graph
-            present = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
-            self.eager_operations = (EAGER_OPERATIONS | self.estimate.eager_operations) & present
-            self.compiled, self.compiled_at = self._compile(), self.done
-            self.phase = "compiling"
+            self._start_compiling(self.done)
         else:
             self.phase = "done"
+
+    def _start_compiling(self, at: int) -> None:
+        """The next full batch compiles (``_first_compiled_call``); ``at``: its step."""
+        graph = self.captured.graph
+        present = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+        self.eager_operations = (EAGER_OPERATIONS | self.estimate.eager_operations) & present
+        self.compiled, self.compiled_at = self._compile(), at
+        self.phase = "compiling"
 
     def _first_compiled_call(self, idx):
         """Compiles (the first call), checks the result against the replay's on the same
@@ -147,6 +182,8 @@ class Switch:
             set_rng_state(after)
             self.compiled, self.compiled_at, self.phase = None, None, "done"
             costs.write(self.captured.key, {"fails": True, "why": why})
+            if self.at_once:  # asked for (``fast="on"``); under "auto" not the user's concern
+                _warn(f"could not compile the train step ({why})")
         return None
 
     def _compile(self):
@@ -155,6 +192,12 @@ class Switch:
         if self.eager_operations:
             return _compile(kept_eager(graph, self.eager_operations).forward, one_graph=False)
         return _compile(graph.forward)
+
+
+def _warn(what: str) -> None:
+    warnings.warn(
+        f"torch.compile {what}; it runs uncompiled (Keras's step, replayed)", stacklevel=4
+    )
 
 
 def _difference(value, expected) -> float:

@@ -120,12 +120,20 @@ def install(model, window: Window, settings, stack: contextlib.ExitStack):
     if settings.ddp:
         ddp_step = ddp_train_step(model)
         step = lambda idx: ddp_step(gather(tensors, idx))  # noqa: E731
-    elif settings.torch_compile:
-        step = compiled_train_step(model, tensors, len(feed.indices(0)))
     else:
-        step = Switch(CapturedStep(model, tensors, len(feed.indices(0))), settings.planned_steps)
-        if not settings.compile_when_pays:
-            step = step.captured
+        batch = len(feed.indices(0))
+        captured = CapturedStep(model, tensors, batch)
+        if settings.torch_compile:  # the recording compiled at once; else Keras's step
+            step = Switch(
+                captured,
+                settings.planned_steps,
+                at_once=True,
+                otherwise=lambda: compiled_train_step(model, tensors, batch),
+            )
+        elif settings.compile_when_pays:
+            step = Switch(captured, settings.planned_steps)
+        else:
+            step = captured
     keras_patches.set_train_function(model, *_window_functions(model, window, step))
     hooks = [EpochHooks(window.set_epoch, at_train_begin=lambda: _one_step_evaluation(model))]
     if settings.ddp:
