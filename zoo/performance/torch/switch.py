@@ -170,7 +170,11 @@ class Switch:
                 put(state, before)
                 set_rng_state(rng)
                 self.eager_operations |= named
-                self.compiled = self._compile()
+                try:
+                    self.compiled = self._compile()
+                except Exception as again:  # copying or wrapping the recording failed
+                    why = check.error_summary(again)[:200]
+                    break
         self._cold = keras_patches.inductor_cache_misses() > misses
         same = why is None
         self.compile_s = time.perf_counter() - start
