@@ -245,8 +245,12 @@ def named_operations(graph, text: str) -> set[str]:
     """The aten operations of ``graph`` that ``text`` (an error's) names, as
     ``str(target)``: inductor names the operation it could not compile
     (``... for op: torch.ops.aten.mkldnn_rnn_layer.default``)."""
-    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
-    return {t for t in targets if t.startswith("aten.") and f"ops.{t}" in text}
+    return {t for t in operations(graph) if t.startswith("aten.") and f"ops.{t}" in text}
+
+
+def operations(graph) -> set[str]:
+    """The operations ``graph`` calls, as ``str(target)`` (``"aten.mm.default"``)."""
+    return {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
 
 
 def _run_eagerly(target):

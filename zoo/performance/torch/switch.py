@@ -17,7 +17,7 @@ import zoo.performance.costs as costs
 import zoo.performance.keras_patches as keras_patches
 from zoo import _validation as check
 from zoo.performance.torch.capture import CapturedStep, put, rng_state, set_rng_state
-from zoo.performance.torch.passes import kept_eager, named_operations
+from zoo.performance.torch.passes import kept_eager, named_operations, operations
 
 #: Steps the replay is timed over before the decision, and the compiled step after it.
 MIN_TIMED_STEPS = 32
@@ -74,15 +74,7 @@ class Switch:
                 return self._otherwise(idx)
             logs = self.captured(idx)
             if self.at_once and self.phase == "timing" and self.captured.kind == "captured":
-                self.estimate = costs.Estimate.of(self.captured.key)
-                if self.estimate.fails:
-                    self.phase = "done"
-                    _warn(
-                        f"failed on this train step before (as {costs.cache_dir() / costs.FILE} "
-                        "says; delete it to try again)"
-                    )
-                else:  # from the next full batch (the steps so far in this window: not timed)
-                    self._start_compiling(self.done + self.captured.overhead_steps)
+                self._compile_at_once()
             return logs
         if self.phase == "compiling":
             return self._first_compiled_call(idx)
@@ -130,10 +122,22 @@ class Switch:
         else:
             self.phase = "done"
 
+    def _compile_at_once(self) -> None:
+        """``fast="on"``, the step just recorded: compiled from the next full batch (the
+        steps so far in this window are not timed), unless it failed before."""
+        self.estimate = costs.Estimate.of(self.captured.key)
+        if not self.estimate.fails:
+            self._start_compiling(self.done + self.captured.overhead_steps)
+            return
+        self.phase = "done"
+        _warn(
+            f"failed on this train step before (as {costs.cache_dir() / costs.FILE} says; "
+            "delete it to try again)"
+        )
+
     def _start_compiling(self, at: int) -> None:
         """The next full batch compiles (``_first_compiled_call``); ``at``: its step."""
-        graph = self.captured.graph
-        present = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
+        present = operations(self.captured.graph)
         self.eager_operations = (EAGER_OPERATIONS | self.estimate.eager_operations) & present
         self.compiled, self.compiled_at = self._compile(), at
         self.phase = "compiling"
